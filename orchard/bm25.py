@@ -1,0 +1,78 @@
+"""Lexical search: a real tokenizer and a BM25 index over the store's chunks.
+
+``str.split`` keeps punctuation and case (``"json.dumps()"`` matches nothing); this tokenizer
+lower-cases, splits identifiers (``json.dumps`` -> ``json``, ``dumps``; ``read_csv`` -> ``read_csv``,
+``read``, ``csv``), drops English stop words and stems with Snowball (``shuffling`` -> ``shuffl``).
+
+Example::
+
+    >>> tokenize("How do I shuffle a list?")
+    ['shuffl', 'list']
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import bm25s
+import numpy as np
+import snowballstemmer
+
+_WORD = re.compile(r"[a-z0-9_]+")
+_STEMMER = snowballstemmer.stemmer("english")
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers herself him himself his how i if in into is it its itself
+    just me more most my myself no nor not now of off on once only or other our ours ourselves out
+    over own same she should so some such than that the their theirs them themselves then there
+    these they this those through to too under until up very was we were what when where which
+    while who whom why will with would you your yours yourself yourselves way use using want get
+    """.split()
+)
+
+
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    return _STEMMER.stemWord(word)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case word tokens, identifiers split, stop words dropped, stemmed."""
+    tokens: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        parts = [word]
+        if "_" in word:
+            parts += [p for p in word.split("_") if p]
+        for part in parts:
+            if part not in STOP_WORDS and (len(part) > 1 or part.isdigit()):
+                tokens.append(_stem(part))
+    return tokens
+
+
+class BM25Index:
+    """BM25 (Lucene variant, via ``bm25s``) over a fixed list of texts."""
+
+    def __init__(self, texts: list[str], *, k1: float = 1.2, b: float = 0.75) -> None:
+        self.size = len(texts)
+        self._bm25: bm25s.BM25 | None = None
+        if texts:
+            corpus = [tokenize(t) or ["\x00empty"] for t in texts]
+            self._bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
+            self._bm25.index(corpus, show_progress=False)
+
+    def top(self, query: str, k: int) -> list[tuple[int, float]]:
+        """Indices and scores of the ``k`` best texts with a positive score, best first."""
+        tokens = tokenize(query)
+        if self._bm25 is None or not tokens or k <= 0:
+            return []
+        vocab = self._bm25.vocab_dict
+        known = [t for t in tokens if t in vocab]
+        if not known:
+            return []
+        scores = np.asarray(self._bm25.get_scores(known))
+        k = min(k, self.size)
+        idx = np.argpartition(-scores, k - 1)[:k]
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        return [(int(i), float(scores[i])) for i in idx if scores[i] > 0]

@@ -1,0 +1,82 @@
+"""Settings: the one place that reads the environment.
+
+Every value can be set as ``ORCHARD_<NAME>`` in the environment or in a ``.env`` file in the
+working directory. Everything below the composition root (:mod:`orchard.service`) receives plain
+objects and never reads the environment itself.
+
+Example::
+
+    >>> from orchard.config import Settings
+    >>> Settings(llm_base_url="http://gpu-box:8000/v1").is_default_llm_url
+    False
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_LLM_BASE_URL = "http://127.0.0.1:8000/v1"
+DEFAULT_LLM_MODEL = "qwen2.5-coder-0.5b-instruct"
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "orchard"
+
+
+class Settings(BaseSettings):
+    """Orchard configuration (env prefix ``ORCHARD_``, ``.env`` supported)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHARD_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # Model endpoint: any OpenAI-compatible chat server (embedded llama.cpp, vLLM, ...).
+    llm_base_url: str = DEFAULT_LLM_BASE_URL
+    llm_model: str = DEFAULT_LLM_MODEL
+    llm_api_key: SecretStr = SecretStr("not-needed")
+    llm_temperature: float = Field(0.1, ge=0.0, le=2.0)
+    llm_max_tokens: int = Field(512, ge=16, le=8192)
+    llm_timeout: float = Field(120.0, gt=0)
+
+    # Embedded server (used when nothing answers at the default URL).
+    model_preset: str = "qwen-0.5b"
+    server_threads: int = Field(0, ge=0, description="0 = number of cores")
+    server_ctx: int = Field(4096, ge=512)
+
+    # State.
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    store_dir: Path | None = None  # default: <data_dir>/store
+    cache_dir: Path | None = None  # default: <data_dir>/cache (assembled model, ONNX export)
+    chroma_url: str | None = None  # e.g. http://127.0.0.1:8001 -> Chroma server mode
+    collection: str = "orchard"
+    prompts_dir: Path | None = None  # user overrides of the packaged prompt files
+
+    # Retrieval.
+    top_k: int = Field(5, ge=1, le=50)
+    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="0 = BM25 only, 1 = dense only")
+    min_relevance: float = Field(0.3, ge=-1.0, le=1.0)
+
+    @field_validator("data_dir", "store_dir", "cache_dir", "prompts_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @field_validator("chroma_url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def store_path(self) -> Path:
+        return self.store_dir or self.data_dir / "store"
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir or self.data_dir / "cache"
+
+    @property
+    def is_default_llm_url(self) -> bool:
+        return self.llm_base_url.rstrip("/") == DEFAULT_LLM_BASE_URL

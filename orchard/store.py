@@ -1,0 +1,194 @@
+"""The document store: one Chroma collection plus what ingestion needs to keep it exact.
+
+Chroma runs embedded (``PersistentClient``) by default, or as a server (``chroma run``) when a URL
+is given. Chroma never embeds anything itself here: vectors come from our embedder, so Chroma's
+default embedding function (which downloads a model) is never used. The collection records the
+embedding model and its dimension; opening it with another embedder is refused.
+
+Example::
+
+    >>> client = make_chroma_client(path=Path("/tmp/store"))  # doctest: +SKIP
+    >>> store = DocumentStore(client=client, collection="orchard", embeddings=MiniLMEmbeddings())
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+
+from orchard.bm25 import BM25Index
+from orchard.errors import StoreMismatch
+
+EMBEDDER_KEY = "orchard_embedder"
+DIMENSION_KEY = "orchard_dimension"
+_GET_PAGE = 5000
+
+
+def make_chroma_client(*, path: Path | None = None, url: str | None = None) -> Any:
+    """One Chroma client: embedded at ``path``, or a server at ``url`` (never both)."""
+    settings = ChromaSettings(anonymized_telemetry=False)
+    if path is not None and url is not None:
+        msg = "give either a store path (embedded Chroma) or a Chroma server URL, not both"
+        raise ValueError(msg)
+    if url is not None:
+        parsed = urlparse(url)
+        if not parsed.hostname:
+            msg = f"invalid Chroma URL {url!r} — expected e.g. http://127.0.0.1:8001"
+            raise ValueError(msg)
+        return chromadb.HttpClient(
+            host=parsed.hostname,
+            port=parsed.port or (443 if parsed.scheme == "https" else 80),
+            ssl=parsed.scheme == "https",
+            settings=settings,
+        )
+    if path is None:
+        msg = "a store path or a Chroma server URL is required"
+        raise ValueError(msg)
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
+def embedder_identity(embeddings: Embeddings) -> tuple[str, int]:
+    name = getattr(embeddings, "name", type(embeddings).__name__)
+    dimension = getattr(embeddings, "dimension", None)
+    if dimension is None:
+        dimension = len(embeddings.embed_query("dimension probe"))
+    return str(name), int(dimension)
+
+
+class DocumentStore:
+    """A Chroma collection of chunks, with a BM25 index derived from it.
+
+    Args:
+        client: a Chroma client (see :func:`make_chroma_client`).
+        collection: collection name.
+        embeddings: the embedder; its ``name`` and ``dimension`` are recorded in the collection.
+        where: a description of the store location for messages (path or URL).
+
+    Raises:
+        StoreMismatch: the collection was built with a different embedder.
+    """
+
+    def __init__(self, *, client: Any, collection: str, embeddings: Embeddings, where: str = "") -> None:
+        self.client = client
+        self.embeddings = embeddings
+        self.where = where or collection
+        self.collection_name = collection
+        name, dimension = embedder_identity(embeddings)
+        self.embedder_name, self.dimension = name, dimension
+        self.collection = client.get_or_create_collection(
+            name=collection,
+            embedding_function=None,
+            metadata={"hnsw:space": "cosine", EMBEDDER_KEY: name, DIMENSION_KEY: dimension},
+        )
+        meta = self.collection.metadata or {}
+        recorded = (meta.get(EMBEDDER_KEY), meta.get(DIMENSION_KEY))
+        if recorded != (name, dimension):
+            msg = (
+                f"the store at {self.where} was built with embedder {recorded[0]!r} "
+                f"({recorded[1]} dimensions), not {name!r} ({dimension}) — rebuild it: delete "
+                f"{self.where} (or use another --store) and run `orchard ingest` again"
+            )
+            raise StoreMismatch(msg)
+        self._bm25: BM25Index | None = None
+        self._bm25_ids: list[str] = []
+        self._bm25_key: tuple[int, int] | None = None
+        self._version = 0
+        self._lock = threading.Lock()
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def _get_all(self, include: list[str], where: dict | None = None) -> dict[str, list]:
+        out: dict[str, list] = {"ids": [], **{key: [] for key in include}}
+        offset = 0
+        while True:
+            page = self.collection.get(include=include, where=where, limit=_GET_PAGE, offset=offset)
+            out["ids"].extend(page["ids"])
+            for key in include:
+                out[key].extend(page[key] or [])
+            if len(page["ids"]) < _GET_PAGE:
+                return out
+            offset += _GET_PAGE
+
+    def file_hashes(self) -> dict[str, str]:
+        """``source -> file_sha256`` of every file in the store."""
+        metas = self._get_all(["metadatas"])["metadatas"]
+        return {m["source"]: m.get("file_sha256", "") for m in metas if m and "source" in m}
+
+    def chunk_ids(self, source: str) -> list[str]:
+        return self._get_all([], where={"source": source})["ids"]
+
+    def sources(self) -> dict[str, int]:
+        """``source -> number of chunks``."""
+        counts: dict[str, int] = {}
+        for meta in self._get_all(["metadatas"])["metadatas"]:
+            if meta and "source" in meta:
+                counts[meta["source"]] = counts.get(meta["source"], 0) + 1
+        return counts
+
+    def get(self, ids: list[str]) -> list[Document]:
+        if not ids:
+            return []
+        page = self.collection.get(ids=ids, include=["documents", "metadatas"])
+        by_id = {
+            i: Document(page_content=d, metadata=dict(m or {}), id=i)
+            for i, d, m in zip(page["ids"], page["documents"], page["metadatas"], strict=True)
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def upsert(self, docs: list[Document], vectors: list[list[float]]) -> None:
+        if not docs:
+            return
+        self.collection.upsert(
+            ids=[d.id for d in docs],
+            documents=[d.page_content for d in docs],
+            metadatas=[d.metadata for d in docs],
+            embeddings=vectors,
+        )
+        self._version += 1
+
+    def delete(self, ids: Iterable[str]) -> int:
+        ids = list(ids)
+        for start in range(0, len(ids), _GET_PAGE):
+            self.collection.delete(ids=ids[start : start + _GET_PAGE])
+        if ids:
+            self._version += 1
+        return len(ids)
+
+    # --- searching ----------------------------------------------------------------------------
+
+    def dense_search(self, query_vector: list[float], k: int) -> list[tuple[str, float]]:
+        """``(chunk_id, cosine similarity)`` of the ``k`` nearest chunks."""
+        if k <= 0 or self.count() == 0:
+            return []
+        result = self.collection.query(query_embeddings=[query_vector], n_results=k, include=["distances"])
+        return [(i, 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0], strict=True)]
+
+    def lexical_search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """``(chunk_id, BM25 score)`` of the ``k`` best chunks."""
+        index, ids = self._bm25_index()
+        return [(ids[i], score) for i, score in index.top(query, k)]
+
+    def _bm25_index(self) -> tuple[BM25Index, list[str]]:
+        # Rebuilt when this process wrote to the store or the count changed (another writer).
+        key = (self._version, self.count())
+        with self._lock:
+            if self._bm25 is None or self._bm25_key != key:
+                data = self._get_all(["documents"])
+                self._bm25 = BM25Index(data["documents"])
+                self._bm25_ids = data["ids"]
+                self._bm25_key = key
+            return self._bm25, self._bm25_ids

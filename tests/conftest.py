@@ -1,0 +1,54 @@
+"""Shared fixtures. Every test runs in its own tmp folder with a clean ORCHARD_* environment;
+sockets are disabled (pytest-socket) except in tests marked ``live`` or ``chroma_server``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `tests.fakes` and the top-level packages, however pytest is run
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key in list(os.environ):
+        if key.startswith("ORCHARD_"):
+            monkeypatch.delenv(key)
+    data = tmp_path / "orchard-data"
+    monkeypatch.setenv("ORCHARD_DATA_DIR", str(data))
+    monkeypatch.chdir(tmp_path)  # no stray .env from the working tree
+    return data
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("live") or item.get_closest_marker("chroma_server") or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.enable_socket)
+
+
+@pytest.fixture
+def collection_name() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def fake_embeddings():
+    from tests.fakes import HashEmbeddings
+
+    return HashEmbeddings()
+
+
+@pytest.fixture
+def store(tmp_path: Path, fake_embeddings, collection_name: str):
+    from orchard.store import DocumentStore, make_chroma_client
+
+    client = make_chroma_client(path=tmp_path / "store")
+    return DocumentStore(client=client, collection=collection_name, embeddings=fake_embeddings, where=str(tmp_path / "store"))

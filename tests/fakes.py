@@ -1,0 +1,63 @@
+"""Test doubles: a scripted chat model that records what it was sent, and bag-of-words embeddings."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from pydantic import Field
+
+from orchard.bm25 import tokenize
+
+
+class ScriptedChatModel(GenericFakeChatModel):
+    """Answers from a queue of scripted replies and records every list of messages it was sent."""
+
+    calls: list[list[BaseMessage]] = Field(default_factory=list)
+
+    @classmethod
+    def with_replies(cls, *replies: str) -> ScriptedChatModel:
+        return cls(messages=iter([AIMessage(content=r) for r in replies]))
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        self.calls.append(list(messages))
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+    def _stream(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        self.calls.append(list(messages))
+        yield from super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+
+class HashEmbeddings(Embeddings):
+    """Deterministic bag-of-words vectors: texts sharing words are similar (cosine), offline, fast."""
+
+    name = "fake-hash"
+    dimension = 128
+
+    def __init__(self, name: str = "fake-hash", dimension: int = 128) -> None:
+        self.name, self.dimension = name, dimension
+        self.calls = 0
+
+    def _vector(self, text: str) -> list[float]:
+        vec = [0.0] * self.dimension
+        for token in tokenize(text):
+            slot = int(hashlib.md5(token.encode()).hexdigest(), 16) % self.dimension
+            vec[slot] += 1.0
+        norm = math.sqrt(sum(v * v for v in vec)) or 1.0
+        return [v / norm for v in vec]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        self.calls += 1
+        return [self._vector(t) for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)

@@ -1,0 +1,106 @@
+"""Ingestion: incremental, never duplicating, bad files reported by path, embedder recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchard.errors import StoreMismatch
+from orchard.ingest import ingest
+from orchard.store import DocumentStore, make_chroma_client
+from tests.fakes import HashEmbeddings
+
+
+def make_corpus(root: Path) -> Path:
+    docs = root / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "apples.md").write_text("# Apples\n\nApples grow on trees in the orchard.\n")
+    (docs / "sub" / "pears.txt").write_text("Pears ripen after picking.")
+    (docs / "harvest.csv").write_text("tree,kg\nA,10\nB,12\n")
+    return docs
+
+
+def test_sources_are_the_given_path_joined_with_the_file(tmp_path: Path, store: DocumentStore) -> None:
+    make_corpus(tmp_path)
+    report = ingest(["docs"], store=store, progress=False)  # cwd is tmp_path
+    assert report.files_indexed == 3 and not report.files_failed
+    assert set(store.sources()) == {"docs/apples.md", "docs/sub/pears.txt", "docs/harvest.csv"}
+    assert report.chunks_total == store.count() == report.chunks_added
+
+
+def test_reingest_is_a_no_op_and_changes_replace_chunks(tmp_path: Path, store: DocumentStore) -> None:
+    docs = make_corpus(tmp_path)
+    first = ingest(["docs"], store=store, progress=False)
+    again = ingest(["docs"], store=store, progress=False)
+    assert (again.files_indexed, again.files_unchanged, again.chunks_added, again.chunks_removed) == (0, 3, 0, 0)
+    assert store.count() == first.chunks_total
+
+    (docs / "apples.md").write_text("# Apples\n\nApples are picked in autumn.\n")
+    changed = ingest(["docs"], store=store, progress=False)
+    assert (changed.files_indexed, changed.files_unchanged) == (1, 2)
+    assert changed.chunks_added == changed.chunks_removed == 1
+    texts = [d.page_content for d in store.get(store.chunk_ids("docs/apples.md"))]
+    assert texts == ["Apples\nApples are picked in autumn."]
+    assert store.count() == first.chunks_total
+
+
+def test_prune_drops_files_that_are_gone_only_under_the_given_paths(tmp_path: Path, store: DocumentStore) -> None:
+    docs = make_corpus(tmp_path)
+    (tmp_path / "other.md").write_text("# Other\n\nKeep me.\n")
+    ingest(["docs", "other.md"], store=store, progress=False)
+    (docs / "sub" / "pears.txt").unlink()
+    kept = ingest(["docs"], store=store, progress=False)
+    assert "docs/sub/pears.txt" in store.sources() and kept.chunks_removed == 0
+    pruned = ingest(["docs"], store=store, prune=True, progress=False)
+    assert pruned.chunks_removed == 1
+    assert set(store.sources()) == {"docs/apples.md", "docs/harvest.csv", "other.md"}
+
+
+def test_bad_files_are_reported_and_the_rest_ingested(tmp_path: Path, store: DocumentStore) -> None:
+    docs = make_corpus(tmp_path)
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "photo.txt").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00")
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n%\xe2\xe3 1 0 obj <<< not a pdf")
+    (docs / "latin.txt").write_bytes("Crème brûlée recipe.".encode("latin-1"))
+    (docs / "notes.docx").write_bytes(b"PK\x03\x04")
+    report = ingest(["docs", "missing-folder"], store=store, progress=False)
+    failed = {f["path"]: f["error"] for f in report.files_failed}
+    skipped = {f["path"]: f["reason"] for f in report.files_skipped}
+    assert set(failed) == {"docs/photo.txt", "docs/broken.pdf", "missing-folder"}
+    assert "binary" in failed["docs/photo.txt"] and "PDF" in failed["docs/broken.pdf"]
+    assert failed["missing-folder"] == "no such file or folder"
+    assert skipped == {"docs/empty.txt": "empty file", "docs/notes.docx": "unsupported file type .docx"}
+    assert report.files_indexed == 4
+    latin = store.get(store.chunk_ids("docs/latin.txt"))
+    assert "Crème brûlée" in latin[0].page_content
+
+
+def test_a_failing_embedder_leaves_the_store_as_it_was(tmp_path: Path, store: DocumentStore) -> None:
+    docs = make_corpus(tmp_path)
+    ingest(["docs"], store=store, progress=False)
+    before = sorted(store.sources().items())
+    (docs / "apples.md").write_text("# Apples\n\nNew text.\n")
+
+    def boom(texts: list[str]) -> list[list[float]]:
+        raise RuntimeError("embedder crashed")
+
+    store.embeddings.embed_documents = boom  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        ingest(["docs"], store=store, progress=False)
+    assert sorted(store.sources().items()) == before
+    assert "Apples grow on trees" in store.get(store.chunk_ids("docs/apples.md"))[0].page_content
+
+
+def test_store_records_the_embedder_and_refuses_another(tmp_path: Path, collection_name: str) -> None:
+    client = make_chroma_client(path=tmp_path / "s")
+    DocumentStore(client=client, collection=collection_name, embeddings=HashEmbeddings())
+    meta = client.get_collection(collection_name).metadata
+    assert meta["orchard_embedder"] == "fake-hash" and meta["orchard_dimension"] == 128
+    with pytest.raises(StoreMismatch, match=r"built with embedder 'fake-hash' \(128 dimensions\).*rebuild"):
+        DocumentStore(client=client, collection=collection_name, embeddings=HashEmbeddings("other-model", 64))
+
+
+def test_client_rejects_path_and_url_together(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        make_chroma_client(path=tmp_path, url="http://127.0.0.1:8001")

@@ -1,0 +1,111 @@
+"""Hybrid retrieval: tokenizer, fusion, k at call time, relevance scores, LangChain's suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from langchain_tests.integration_tests import RetrieversIntegrationTests
+
+from orchard.bm25 import BM25Index, tokenize
+from orchard.ingest import ingest
+from orchard.retriever import HybridRetriever, reciprocal_rank_fusion
+from orchard.store import DocumentStore, make_chroma_client
+from tests.fakes import HashEmbeddings
+
+
+def test_tokenizer_splits_identifiers_drops_stop_words_and_stems() -> None:
+    assert tokenize("How do I shuffle a list?") == ["shuffl", "list"]
+    assert tokenize("json.dumps(obj)") == ["json", "dump", "obj"]
+    assert tokenize("read_csv") == ["read_csv", "read", "csv"]
+    assert tokenize("Shuffling LISTS") == tokenize("shuffle list")
+
+
+def test_bm25_ranks_the_matching_text_first() -> None:
+    index = BM25Index(["apples grow on trees", "pears ripen after picking", "the orchard shop"])
+    assert [i for i, _ in index.top("when do pears ripen", 3)] == [1]
+    assert index.top("bananas", 3) == []
+    assert BM25Index([]).top("anything", 3) == []
+
+
+def test_reciprocal_rank_fusion_rewards_agreement() -> None:
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["b", "d"]], [0.5, 0.5])
+    assert [i for i, _ in fused] == ["b", "a", "d", "c"]
+    only_dense = reciprocal_rank_fusion([["a", "b"], ["b", "a"]], [1.0, 0.0])
+    assert [i for i, _ in only_dense] == ["a", "b"]
+
+
+@pytest.fixture
+def filled_store(tmp_path: Path, store: DocumentStore) -> DocumentStore:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    topics = {
+        "apples": "Apples grow on trees; harvest apples in autumn when the seeds are brown.",
+        "pears": "Pears ripen after picking: store pears at room temperature for a week.",
+        "cherries": "Cherries need netting against birds; pick cherries with the stem.",
+        "pruning": "Prune fruit trees in late winter, removing crossing branches.",
+        "cider": "Cider is pressed from apples; ferment the juice with wild yeast.",
+    }
+    for name, text in topics.items():
+        (docs / f"{name}.md").write_text(f"# {name.title()}\n\n{text}\n")
+    ingest(["docs"], store=store, progress=False)
+    return store
+
+
+def test_hybrid_returns_k_scored_documents(filled_store: DocumentStore) -> None:
+    retriever = HybridRetriever(store=filled_store, k=3)
+    docs = retriever.invoke("when should I prune my trees")
+    assert len(docs) == 3
+    assert docs[0].metadata["source"] == "docs/pruning.md"
+    meta = docs[0].metadata
+    assert meta["rank"] == 1 and meta["chunk_id"] == docs[0].id
+    assert meta["score"] >= docs[1].metadata["score"] >= docs[2].metadata["score"]
+    assert 0 < meta["dense_score"] <= 1.0 and meta["bm25_score"] > 0
+    assert len(retriever.invoke("pears", k=1)) == 1
+
+
+def test_dense_scores_cover_chunks_only_bm25_found(filled_store: DocumentStore) -> None:
+    docs = HybridRetriever(store=filled_store, k=5, candidates=1).invoke("ferment juice")
+    assert all("dense_score" in d.metadata for d in docs)
+
+
+def test_empty_store_and_blank_query_return_nothing(store: DocumentStore) -> None:
+    assert HybridRetriever(store=store).invoke("anything") == []
+
+
+def test_bm25_index_follows_writes(filled_store: DocumentStore, tmp_path: Path) -> None:
+    retriever = HybridRetriever(store=filled_store, k=1, dense_weight=0.0)
+    assert retriever.invoke("quince") == []
+    (tmp_path / "docs" / "quince.md").write_text("# Quince\n\nQuince jelly needs long cooking.\n")
+    ingest(["docs"], store=filled_store, progress=False)
+    assert retriever.invoke("quince")[0].metadata["source"] == "docs/quince.md"
+
+
+class TestHybridRetrieverStandard(RetrieversIntegrationTests):
+    """langchain-tests' retriever contract (k in the constructor and at call time, async, ...)."""
+
+    @property
+    def retriever_constructor(self) -> type[HybridRetriever]:
+        return HybridRetriever
+
+    @property
+    def retriever_constructor_params(self) -> dict:
+        import tempfile
+        import uuid
+
+        folder = Path(tempfile.mkdtemp(prefix="orchard-suite-"))
+        store = DocumentStore(
+            client=make_chroma_client(path=folder / "store"),
+            collection=f"suite-{uuid.uuid4().hex[:8]}",
+            embeddings=HashEmbeddings(),
+        )
+        docs = folder / "docs"
+        docs.mkdir()
+        for i in range(12):
+            (docs / f"note{i}.txt").write_text(f"Example note {i} about example queries and orchards.")
+        ingest([str(docs)], store=store, progress=False)
+        return {"store": store, "k": 3}
+
+    @property
+    def retriever_query_example(self) -> str:
+        return "example query"
