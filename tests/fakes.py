@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatResult
 from pydantic import Field
 
 from orchard.bm25 import tokenize
@@ -30,11 +28,7 @@ class ScriptedChatModel(GenericFakeChatModel):
         self.calls.append(list(messages))
         return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
 
-    def _stream(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
-    ) -> Iterator[ChatGenerationChunk]:
-        self.calls.append(list(messages))
-        yield from super()._stream(messages, stop=stop, run_manager=run_manager, **kwargs)
+    # GenericFakeChatModel._stream calls _generate, so streaming is recorded once too.
 
 
 class HashEmbeddings(Embeddings):
