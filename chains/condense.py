@@ -3,6 +3,11 @@
 Input: ``{"question": str, "history": [messages]}``; output: the standalone question (str).
 With no history the question passes through unchanged and the model is not called.
 
+Small models often return the previous question, or the follow-up unchanged (measured with the
+0.5B model: 1 of 4 follow-ups rewritten well). A rewrite that drops a content word of the
+follow-up, or changes nothing, is replaced by the last user question followed by the follow-up:
+less elegant, but retrieval then sees both the topic and what is asked about it.
+
 Example::
 
     >>> chain = build_condense_chain(llm=llm)  # doctest: +SKIP
@@ -39,6 +44,24 @@ def _clean(text: str, fallback: str) -> str:
     return line.strip('"') or fallback
 
 
+def _last_user_text(history: Any) -> str:
+    for message in reversed(convert_to_messages(history or [])):
+        if isinstance(message, HumanMessage):
+            return message.text
+    return ""
+
+
+def accept_rewrite(rewrite: str, question: str, history: Any) -> str:
+    """The model's rewrite if it keeps the follow-up's content words and adds something."""
+    from orchard.bm25 import tokenize
+
+    asked = set(tokenize(question))
+    if rewrite.strip().lower() != question.strip().lower() and asked <= set(tokenize(rewrite)):
+        return rewrite
+    previous = _last_user_text(history)
+    return f"{previous} {question}".strip() if previous else question
+
+
 def build_condense_chain(*, llm: BaseChatModel, prompt: ChatPromptTemplate | None = None) -> Runnable:
     """Build the condensing step (default prompt: the packaged ``condense_question``)."""
     from orchard.prompts import load_prompt
@@ -51,6 +74,6 @@ def build_condense_chain(*, llm: BaseChatModel, prompt: ChatPromptTemplate | Non
         if not inputs.get("history"):
             return question
         text = rewrite.invoke({"history_text": _history_text(inputs["history"]), "question": question}, config)
-        return _clean(text, question)
+        return accept_rewrite(_clean(text, question), question, inputs["history"])
 
     return RunnableLambda(condense).with_config(run_name="condense_question")

@@ -34,6 +34,8 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator, RunnableLambda
 from langchain_core.runnables.utils import AddableDict
 
+from chains.citations import StreamingCiter
+
 NO_ANSWER = "The documents do not answer this question."
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 HISTORY_TURNS = 6  # messages of history given to the model
@@ -84,6 +86,22 @@ def cited_numbers(answer: str, count: int) -> list[int]:
     return seen
 
 
+def fit_context(docs: list[Document], max_chars: int) -> list[Document]:
+    """The best-ranked documents whose text fits in ``max_chars`` (at least one).
+
+    On a CPU the model reads its prompt at ~60-100 tokens/s (measured), so every passage costs
+    seconds before the first token: the budget bounds that wait.
+    """
+    kept: list[Document] = []
+    used = 0
+    for doc in docs:
+        if kept and used + len(doc.page_content) > max_chars:
+            break
+        kept.append(doc)
+        used += len(doc.page_content)
+    return kept
+
+
 def is_refusal(answer: str) -> bool:
     return "do not answer this question" in answer.lower() or "don't answer this question" in answer.lower()
 
@@ -95,6 +113,8 @@ def build_rag_chain(
     answer_prompt: ChatPromptTemplate | None = None,
     condense_prompt: ChatPromptTemplate | None = None,
     min_relevance: float = 0.3,
+    max_context_chars: int = 2400,
+    attribute_citations: bool = True,
 ) -> Runnable:
     """Build the cited RAG chain (see the module docstring for input and output).
 
@@ -106,6 +126,9 @@ def build_rag_chain(
             packaged ``rag_answer`` prompt).
         condense_prompt: needs ``history_text`` and ``question`` (default: ``condense_question``).
         min_relevance: below this best similarity the documents are taken not to answer.
+        max_context_chars: passages given to the model, best first, up to this many characters.
+        attribute_citations: add ``[n]`` to answer sentences the model left uncited, matched to
+            the source that supports them (see :mod:`chains.citations`).
     """
     from chains.condense import build_condense_chain
     from orchard.prompts import load_prompt
@@ -121,7 +144,8 @@ def build_rag_chain(
         docs = retriever.invoke(standalone, config)
         scores = [d.metadata["dense_score"] for d in docs if "dense_score" in d.metadata]
         relevant = bool(docs) and (not scores or max(scores) >= min_relevance)
-        return {"question": question, "standalone": standalone, "history": history, "docs": docs if relevant else []}
+        docs = fit_context(docs, max_context_chars) if relevant else []
+        return {"question": question, "standalone": standalone, "history": history, "docs": docs}
 
     def _head(prepared: dict[str, Any]) -> dict[str, Any]:
         sources = [source_record(n, d) for n, d in enumerate(prepared["docs"], start=1)]
@@ -130,35 +154,53 @@ def build_rag_chain(
     def _answer_input(prepared: dict[str, Any]) -> dict[str, Any]:
         return {"context": format_context(prepared["docs"]), "question": prepared["question"], "history": prepared["history"]}
 
-    def _tail(answer: str, count: int) -> dict[str, Any]:
-        cited = cited_numbers(answer, count)
-        return {"cited": cited, "grounded": count > 0 and not is_refusal(answer)}
+    def _citer(prepared: dict[str, Any]) -> StreamingCiter:
+        return StreamingCiter([d.page_content for d in prepared["docs"]])
+
+    def _tail(answer: str, citer: StreamingCiter | None) -> dict[str, Any]:
+        if citer is None:
+            return {"cited": [], "grounded": False}
+        if not attribute_citations:
+            cited = cited_numbers(answer, len(citer.sources))
+            return {"cited": cited, "grounded": not is_refusal(answer)}
+        return {"cited": citer.cited, "grounded": citer.supported > 0 and not is_refusal(answer)}
+
+    def _pieces(token: str, citer: StreamingCiter) -> list[str]:
+        return citer.feed(token) if attribute_citations else [token]
 
     def stream_answer(items: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[dict[str, Any]]:
         for prepared in items:
             yield AddableDict(_head(prepared))
             if not prepared["docs"]:
                 yield AddableDict({"answer": NO_ANSWER})
-                yield AddableDict(_tail(NO_ANSWER, 0))
+                yield AddableDict(_tail(NO_ANSWER, None))
                 continue
-            parts: list[str] = []
+            citer, parts = _citer(prepared), []
             for token in answer_chain.stream(_answer_input(prepared), config):
-                parts.append(token)
-                yield AddableDict({"answer": token})
-            yield AddableDict(_tail("".join(parts), len(prepared["docs"])))
+                for piece in _pieces(token, citer):
+                    parts.append(piece)
+                    yield AddableDict({"answer": piece})
+            for piece in citer.finish() if attribute_citations else []:
+                parts.append(piece)
+                yield AddableDict({"answer": piece})
+            yield AddableDict(_tail("".join(parts), citer))
 
     async def astream_answer(items: AsyncIterator[dict[str, Any]], config: RunnableConfig) -> AsyncIterator[dict[str, Any]]:
         async for prepared in items:
             yield AddableDict(_head(prepared))
             if not prepared["docs"]:
                 yield AddableDict({"answer": NO_ANSWER})
-                yield AddableDict(_tail(NO_ANSWER, 0))
+                yield AddableDict(_tail(NO_ANSWER, None))
                 continue
-            parts: list[str] = []
+            citer, parts = _citer(prepared), []
             async for token in answer_chain.astream(_answer_input(prepared), config):
-                parts.append(token)
-                yield AddableDict({"answer": token})
-            yield AddableDict(_tail("".join(parts), len(prepared["docs"])))
+                for piece in _pieces(token, citer):
+                    parts.append(piece)
+                    yield AddableDict({"answer": piece})
+            for piece in citer.finish() if attribute_citations else []:
+                parts.append(piece)
+                yield AddableDict({"answer": piece})
+            yield AddableDict(_tail("".join(parts), citer))
 
     chain = RunnableLambda(prepare).with_config(run_name="rag_retrieve") | RunnableGenerator(
         stream_answer, astream_answer

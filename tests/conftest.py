@@ -12,6 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `tests.fakes` and the top-level packages, however pytest is run
+# Where `make` assembled the model (the autouse fixture below hides ORCHARD_* from each test).
+USER_DATA_DIR = Path(os.environ.get("ORCHARD_DATA_DIR") or Path.home() / ".local/share/orchard")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -52,3 +54,11 @@ def store(tmp_path: Path, fake_embeddings, collection_name: str):
 
     client = make_chroma_client(path=tmp_path / "store")
     return DocumentStore(client=client, collection=collection_name, embeddings=fake_embeddings, where=str(tmp_path / "store"))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

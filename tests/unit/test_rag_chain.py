@@ -133,3 +133,41 @@ def test_missing_question_is_a_clear_error() -> None:
     chain = build_rag_chain(llm=ScriptedChatModel.with_replies("x"), retriever=ListRetriever(docs=DOCS, queries=[]))
     with pytest.raises(KeyError, match="question"):
         chain.invoke({"q": "oops"})
+
+
+def test_uncited_model_answer_gets_attributed_citations() -> None:
+    llm = ScriptedChatModel.with_replies("Call random.shuffle on the list to shuffle it in place.")
+    result = build_rag_chain(llm=llm, retriever=ListRetriever(docs=DOCS, queries=[])).invoke({"question": "q"})
+    assert result["answer"] == "Call random.shuffle on the list to shuffle it in place [1]."
+    assert result["cited"] == [1] and result["grounded"] is True
+
+
+def test_an_answer_no_source_supports_is_not_grounded() -> None:
+    llm = ScriptedChatModel.with_replies("Bananas are yellow fruit from the tropics.")
+    result = build_rag_chain(llm=llm, retriever=ListRetriever(docs=DOCS, queries=[])).invoke({"question": "q"})
+    assert result["cited"] == [] and result["grounded"] is False
+
+
+def test_context_is_cut_to_the_character_budget() -> None:
+    long_docs = [doc("x " * 500, f"d{i}.md") for i in range(4)]
+    llm = ScriptedChatModel.with_replies("ok")
+    result = build_rag_chain(llm=llm, retriever=ListRetriever(docs=long_docs, queries=[]), max_context_chars=2500).invoke(
+        {"question": "q"}
+    )
+    assert [s["source"] for s in result["sources"]] == ["d0.md", "d1.md"]
+    assert "[3]" not in llm.calls[0][0].content
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "expected"),
+    [
+        ("When are plums pruned?", "When are plums pruned?"),  # keeps "plums", adds the topic
+        ("When are apple trees pruned?", "When are apple trees pruned? And plums?"),  # dropped "plums"
+        ("And plums?", "When are apple trees pruned? And plums?"),  # unchanged
+    ],
+)
+def test_weak_rewrites_fall_back_to_previous_question_plus_follow_up(rewrite: str, expected: str) -> None:
+    from chains.condense import accept_rewrite
+
+    history = [("human", "When are apple trees pruned?"), ("ai", "In late winter.")]
+    assert accept_rewrite(rewrite, "And plums?", history) == expected
