@@ -22,9 +22,9 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from orchard.loaders import Section
 
-CHUNK_SIZE = 900  # characters; MiniLM reads at most 256 word pieces (~1000 characters)
-CHUNK_OVERLAP = 120
-MERGE_BELOW = 400  # sections shorter than this are merged with their neighbours
+CHUNK_SIZE = 600  # characters: all-MiniLM-L6-v2 was trained on passages of at most 128 word pieces
+CHUNK_OVERLAP = 80
+MERGE_BELOW = 250  # sections shorter than this are merged with their neighbours
 
 
 def _header(title: str, section: str) -> str:

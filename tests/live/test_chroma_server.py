@@ -1,0 +1,56 @@
+"""ORCHARD_CHROMA_URL: the same ingestion and search against a real `chroma run` server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchard.config import Settings
+from orchard.service import ChatService
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.chroma_server
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def chroma_url(tmp_path: Path):
+    port = free_port()
+    chroma = Path(sys.executable).parent / "chroma"
+    log = (tmp_path / "chroma.log").open("w")
+    process = subprocess.Popen(
+        [str(chroma), "run", "--path", str(tmp_path / "chroma-data"), "--port", str(port), "--host", "127.0.0.1"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(f"chroma run did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_ingest_and_search_through_a_chroma_server(chroma_url: str, tmp_path: Path, embedder) -> None:
+    settings = Settings(chroma_url=chroma_url, data_dir=tmp_path / "data")
+    service = ChatService(settings)
+    service.__dict__["embeddings"] = embedder
+    report = service.ingest([str(ROOT / "samples")], progress=False)
+    assert report.files_indexed == 4 and report.chunks_total > 4
+    assert not (tmp_path / "data" / "store").exists()  # nothing written to the embedded store
+    hits = service.search("who coordinates the volunteers", k=3)
+    assert hits[0]["source"].endswith("volunteer-notes.txt")
+    again = ChatService(settings).ingest([str(ROOT / "samples")], progress=False)
+    assert again.files_unchanged == 4 and again.chunks_added == 0
