@@ -6,10 +6,16 @@ else; tests put a fake one in ``st.session_state["chat_service"]``.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 import streamlit as st
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ["LANGSMITH_TRACING"] = "false"  # private by default: nothing goes to a tracing service
+os.environ["LANGCHAIN_TRACING_V2"] = "false"
 
 MODES = {"Documents (cited)": "rag", "Chat (model only)": "chat"}
 
@@ -22,7 +28,8 @@ def _shared_service() -> Any:
     from orchard.config import Settings
     from orchard.service import ChatService
 
-    service = ChatService(Settings())
+    # Messages such as "starting the embedded model server" appear as toasts in the page.
+    service = ChatService(Settings(), notify=st.toast)
     # Load the embedder in the background so the page is usable while it loads.
     threading.Thread(target=service.embeddings.warm_up, daemon=True).start()
     return service
@@ -95,6 +102,9 @@ def answer(question: str, mode: str, history: list[dict[str, Any]]) -> dict[str,
             text = st.write_stream(tokens())
         except OrchardError as exc:
             st.error(str(exc))
+            return {}
+        except Exception as exc:  # never a traceback in the page; the question stays above
+            st.error(f"Something went wrong while answering: {type(exc).__name__}: {exc}")
             return {}
         result["content"] = text if isinstance(text, str) else "".join(map(str, text))
         if mode == "rag" and not result["grounded"]:

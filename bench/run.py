@@ -232,18 +232,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--reuse", action="store_true", help="reuse an existing Orchard store (skip ingestion timing)")
     parser.add_argument("--skip-plain", action="store_true")
+    parser.add_argument("--skip-orchard", action="store_true")
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": machine(), "command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     if args.what in ("retrieval", "all"):
-        results["orchard"] = run_orchard(args.out / "orchard-store", reuse=args.reuse)
-        print(json.dumps(results["orchard"], indent=1), flush=True)
+        if not args.skip_orchard:
+            results["orchard"] = run_orchard(args.out / "orchard-store", reuse=args.reuse)
+            print(json.dumps(results["orchard"], indent=1), flush=True)
         if not args.skip_plain:
             results["plain"] = run_plain(args.out / "plain-store")
             print(json.dumps(results["plain"], indent=1), flush=True)
-            o, p = results["orchard"].get("ingest"), results["plain"]["ingest"]
+            o, p = results.get("orchard", {}).get("ingest"), results["plain"]["ingest"]
             if o:
                 results["ingest_speedup_chunks_per_s"] = round(o["chunks_per_s"] / p["chunks_per_s"], 2)
                 results["ingest_speedup_wall"] = round(p["seconds"] / o["seconds"], 2)

@@ -16,7 +16,6 @@ _EXPORTS = {
     "DocumentStore": "orchard.store",
     "make_chroma_client": "orchard.store",
     "MiniLMEmbeddings": "orchard.embeddings",
-    "ingest": "orchard.ingest",
     "load_prompt": "orchard.prompts",
 }
 

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import re
+import threading
 from functools import lru_cache
 
 import bm25s
@@ -20,7 +21,7 @@ import numpy as np
 import snowballstemmer
 
 _WORD = re.compile(r"[a-z0-9_]+")
-_STEMMER = snowballstemmer.stemmer("english")
+_LOCAL = threading.local()  # snowballstemmer keeps state on the stemmer: one per thread
 STOP_WORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being
     below between both but by can could did do does doing down during each few for from further had
@@ -35,7 +36,10 @@ STOP_WORDS = frozenset(
 
 @lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
-    return _STEMMER.stemWord(word)
+    stemmer = getattr(_LOCAL, "stemmer", None)
+    if stemmer is None:
+        stemmer = _LOCAL.stemmer = snowballstemmer.stemmer("english")
+    return stemmer.stemWord(word)
 
 
 def tokenize(text: str) -> list[str]:
@@ -51,14 +55,24 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def _tokens_with_header(text: str, header_boost: int) -> list[str]:
+    """Tokens of ``text``, the first line (the chunk's ``title > section`` header) counted
+    ``header_boost`` extra times: a page or section named after the question is strong evidence."""
+    tokens = tokenize(text)
+    if header_boost > 0:
+        header, _, _ = text.partition("\n")
+        tokens += tokenize(header) * header_boost
+    return tokens
+
+
 class BM25Index:
     """BM25 (Lucene variant, via ``bm25s``) over a fixed list of texts."""
 
-    def __init__(self, texts: list[str], *, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(self, texts: list[str], *, k1: float = 1.2, b: float = 0.75, header_boost: int = 1) -> None:
         self.size = len(texts)
         self._bm25: bm25s.BM25 | None = None
         if texts:
-            corpus = [tokenize(t) or ["\x00empty"] for t in texts]
+            corpus = [_tokens_with_header(t, header_boost) or ["\x00empty"] for t in texts]
             self._bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
             self._bm25.index(corpus, show_progress=False)
 

@@ -22,13 +22,20 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from orchard.loaders import Section
 
+CHUNKER_VERSION = "2"  # bump when chunks of the same file would come out different
 CHUNK_SIZE = 600  # characters: all-MiniLM-L6-v2 was trained on passages of at most 128 word pieces
 CHUNK_OVERLAP = 80
 MERGE_BELOW = 250  # sections shorter than this are merged with their neighbours
 
 
+HEADER_LEVELS = 2  # the page title plus the last two section names: enough to place a passage,
+# short enough to leave the embedder's 128-256 word pieces for the passage itself
+
+
 def _header(title: str, section: str) -> str:
-    return f"{title} > {section}" if section and section != title else title
+    if not section or section == title:
+        return title
+    return " > ".join([title, *section.split(" > ")[-HEADER_LEVELS:]])
 
 
 def _merge_small(sections: list[Section], *, chunk_size: int) -> list[Section]:
@@ -86,6 +93,7 @@ def chunk_sections(
                 "section": sec.section,
                 "chunk": index,
                 "file_sha256": file_sha256,
+                "chunker": CHUNKER_VERSION,
                 **sec.extra,
             }
             docs.append(Document(page_content=text, metadata=metadata, id=chunk_id(source, index, text)))

@@ -22,6 +22,9 @@ from orchard.errors import OrchardError
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+# Private by default: questions and passages never go to a tracing service.
+os.environ["LANGSMITH_TRACING"] = "false"
+os.environ["LANGCHAIN_TRACING_V2"] = "false"
 
 app = typer.Typer(
     help=(
@@ -255,8 +258,17 @@ _add_subcommands()
 
 def main() -> None:
     """Entry point: run the CLI, turning user-fixable errors into one line on stderr."""
+    from pydantic import ValidationError
+
     try:
         app()
     except OrchardError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except ValidationError as exc:
+        problems = "; ".join(f"ORCHARD_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: invalid setting — {problems}", err=True)
+        sys.exit(1)
+    except (OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
 
     # Retrieval.
     top_k: int = Field(5, ge=1, le=50)
-    dense_weight: float = Field(0.5, ge=0.0, le=1.0, description="0 = BM25 only, 1 = dense only")
+    dense_weight: float = Field(0.6, ge=0.0, le=1.0, description="0 = BM25 only, 1 = dense only")
     min_relevance: float = Field(0.3, ge=-1.0, le=1.0)
 
     @field_validator("data_dir", "store_dir", "cache_dir", "prompts_dir", mode="after")
@@ -64,10 +64,10 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("chroma_url", mode="before")
+    @field_validator("chroma_url", "store_dir", "cache_dir", "prompts_dir", mode="before")
     @classmethod
-    def _empty_is_none(cls, value: str | None) -> str | None:
-        return value or None
+    def _empty_is_none(cls, value: object) -> object:
+        return value if value not in ("", None) else None
 
     @property
     def store_path(self) -> Path:

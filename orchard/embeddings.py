@@ -21,7 +21,9 @@ from langchain_core.embeddings import Embeddings
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSION = 384
-MAX_SEQ_LENGTH = 256  # word pieces; the model's own limit
+# Word pieces read per text. all-MiniLM-L6-v2 was trained on at most 128 (its config allows 256):
+# 128 embeds ~1.8x faster on 2 cores (measured on Python-docs chunks); BM25 still reads every word.
+MAX_SEQ_LENGTH = 128
 
 
 def model_path() -> str:
@@ -38,13 +40,16 @@ class MiniLMEmbeddings(Embeddings):
         batch_size: texts per forward pass. Texts are sorted by length inside a call so a batch
             pads little.
         threads: torch intra-op threads (default: all cores).
+        max_seq_length: word pieces read per text; longer texts are truncated.
     """
 
-    name = MODEL_NAME
     dimension = DIMENSION
 
-    def __init__(self, *, batch_size: int = 64, threads: int | None = None) -> None:
+    def __init__(self, *, batch_size: int = 64, threads: int | None = None, max_seq_length: int = MAX_SEQ_LENGTH) -> None:
         self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        # Recorded in the store: vectors of another reading length are not comparable.
+        self.name = f"{MODEL_NAME}/max{max_seq_length}"
         self.threads = threads
         self._model: Any = None
         self._lock = threading.Lock()
@@ -60,7 +65,7 @@ class MiniLMEmbeddings(Embeddings):
                 if self.threads:
                     torch.set_num_threads(self.threads)
                 model = SentenceTransformer(model_path(), device="cpu", local_files_only=True)
-                model.max_seq_length = MAX_SEQ_LENGTH
+                model.max_seq_length = self.max_seq_length
                 self._model = model
         return self._model
 

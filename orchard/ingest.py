@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import posixpath
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -53,7 +54,12 @@ def discover(paths: Iterable[str | Path], report: IngestReport) -> list[tuple[Pa
         given_str = str(given)
         root = Path(given_str)
         if root.is_dir():
-            for dirpath, dirnames, filenames in os.walk(root):
+            def unreadable(error: OSError, _given: str = given_str, _root: Path = root) -> None:
+                where = Path(error.filename or _root)
+                shown = (Path(_given) / where.relative_to(_root)).as_posix() if where.is_relative_to(_root) else str(where)
+                report.files_failed.append({"path": shown, "error": f"cannot read folder: {error.strerror or error}"})
+
+            for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for name in sorted(filenames):
                     if name.startswith("."):
@@ -74,9 +80,12 @@ def discover(paths: Iterable[str | Path], report: IngestReport) -> list[tuple[Pa
 
 
 def _under(source: str, roots: list[str]) -> bool:
+    source = posixpath.normpath(source)
     for root in roots:
-        root = root.rstrip("/")
-        if source == root or source.startswith(root + "/"):
+        root = posixpath.normpath(root)
+        if root == "." and not source.startswith(("/", "../")):
+            return True
+        if source == root or source.startswith(root.rstrip("/") + "/"):
             return True
     return False
 

@@ -43,7 +43,13 @@ class Section:
 
 
 def decode_text(data: bytes, path: Path) -> str:
-    """Decode bytes as UTF-8, falling back to Windows-1252/Latin-1; refuse binary content."""
+    """Decode bytes as UTF-8 (or UTF-16 with a BOM), falling back to Windows-1252/Latin-1;
+    refuse binary content."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise LoadError(f"invalid UTF-16 text: {exc}") from exc
     if b"\x00" in data[:8192]:
         raise LoadError(f"binary content in a {path.suffix or 'text'} file (not text)")
     for encoding in ("utf-8-sig", "cp1252", "latin-1"):
@@ -85,7 +91,7 @@ def _html_text(elem, out: list[str]) -> None:
         out.append(f"\n{_MARK}{_HEADINGS[tag]} {' '.join(elem.text_content().split())}\n")
     else:
         if tag == "dt" and elem.get("id"):
-            out.append(f"\n{_MARK}{DEFINITION_LEVEL} {elem.get('id')}\n")
+            out.append(f"\n{_MARK}{DEFINITION_LEVEL} {_definition_name(elem.get('id'))}\n")
         if tag and elem.text:
             out.append(elem.text)
         for child in elem:
@@ -94,6 +100,13 @@ def _html_text(elem, out: list[str]) -> None:
             out.append("\n")
     if elem.tail:
         out.append(elem.tail)
+
+
+def _definition_name(anchor: str) -> str:
+    """``json.dumps`` stays; a glossary anchor such as ``term-generator-iterator`` reads as words."""
+    if "." in anchor:
+        return anchor
+    return anchor.removeprefix("term-").replace("-", " ")
 
 
 def load_html(text: str, fallback_title: str) -> list[Section]:

@@ -84,10 +84,14 @@ def vllm_command(
     return cmd + list(extra or [])
 
 
+def is_loopback(url: str) -> bool:
+    return (urlparse(url).hostname or "") in {"127.0.0.1", "localhost", "::1"}
+
+
 def is_serving(base_url: str, *, timeout: float = 2.0) -> bool:
     """True when an OpenAI-compatible server answers ``GET {base_url}/models``."""
     try:
-        response = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout)
+        response = httpx.get(base_url.rstrip("/") + "/models", timeout=timeout, trust_env=not is_loopback(base_url))
     except httpx.HTTPError:
         return False
     return response.status_code == 200
@@ -176,9 +180,15 @@ def stop_pidfile(path: Path) -> bool:
     except (FileNotFoundError, ValueError):
         return False
     path.unlink(missing_ok=True)
+    try:  # a stale file may name an unrelated process by now
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    if b"llama_cpp.server" not in cmdline:
+        return False
     try:
         os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
     return True
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from orchard.config import Settings
 from orchard.errors import EmptyStore, ModelServerUnavailable, OrchardError
+from orchard.server import is_loopback
 
 MODES = ("rag", "chat")
 
@@ -84,7 +85,13 @@ class ChatService:
         from langchain_openai import ChatOpenAI
 
         s = self.settings
+        extra = {}
+        if is_loopback(s.llm_base_url):  # a proxy from the environment must not see local traffic
+            import httpx
+
+            extra = {"http_client": httpx.Client(trust_env=False), "http_async_client": httpx.AsyncClient(trust_env=False)}
         return ChatOpenAI(
+            **extra,
             model=s.llm_model,
             base_url=s.llm_base_url,
             api_key=s.llm_api_key,
@@ -184,6 +191,12 @@ class ChatService:
             yield from chain.stream({"question": question, "history": history or []})
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise ModelServerUnavailable(self.settings.llm_base_url, type(exc).__name__) from exc
+        except openai.APIError as exc:
+            msg = (
+                f"the model server at {self.settings.llm_base_url} refused the request ({exc}) — "
+                f"check ORCHARD_LLM_MODEL ({self.settings.llm_model!r}) against the server's models"
+            )
+            raise OrchardError(msg) from exc
 
     def ask(self, question: str, *, history: Any = None, mode: str = "rag") -> dict[str, Any]:
         """The whole answer at once: ``answer``, ``sources``, ``grounded``, ``model``, ``seconds``."""

@@ -52,6 +52,7 @@ def make_chroma_client(*, path: Path | None = None, url: str | None = None) -> A
     if path is None:
         msg = "a store path or a Chroma server URL is required"
         raise ValueError(msg)
+    path = path.resolve()  # Chroma opens files lazily: a later chdir must not move the store
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=settings)
 
@@ -122,9 +123,21 @@ class DocumentStore:
             offset += _GET_PAGE
 
     def file_hashes(self) -> dict[str, str]:
-        """``source -> file_sha256`` of every file in the store."""
-        metas = self._get_all(["metadatas"])["metadatas"]
-        return {m["source"]: m.get("file_sha256", "") for m in metas if m and "source" in m}
+        """``source -> file_sha256`` of every file in the store.
+
+        A file whose chunks disagree (an interrupted update left old and new ones) or that was
+        chunked by another version of the chunker maps to ``""``, so the next ingest redoes it.
+        """
+        from orchard.chunking import CHUNKER_VERSION
+
+        hashes: dict[str, str] = {}
+        for meta in self._get_all(["metadatas"])["metadatas"]:
+            if not meta or "source" not in meta:
+                continue
+            digest = meta.get("file_sha256", "") if meta.get("chunker") == CHUNKER_VERSION else ""
+            source = meta["source"]
+            hashes[source] = digest if hashes.get(source, digest) == digest else ""
+        return hashes
 
     def chunk_ids(self, source: str) -> list[str]:
         return self._get_all([], where={"source": source})["ids"]
@@ -152,12 +165,15 @@ class DocumentStore:
     def upsert(self, docs: list[Document], vectors: list[list[float]]) -> None:
         if not docs:
             return
-        self.collection.upsert(
-            ids=[d.id for d in docs],
-            documents=[d.page_content for d in docs],
-            metadatas=[d.metadata for d in docs],
-            embeddings=vectors,
-        )
+        step = min(_GET_PAGE, self.client.get_max_batch_size())
+        for start in range(0, len(docs), step):
+            part = docs[start : start + step]
+            self.collection.upsert(
+                ids=[d.id for d in part],
+                documents=[d.page_content for d in part],
+                metadatas=[d.metadata for d in part],
+                embeddings=vectors[start : start + step],
+            )
         self._version += 1
 
     def delete(self, ids: Iterable[str]) -> int:

@@ -100,3 +100,23 @@ def test_serve_dry_run_builds_the_vllm_command() -> None:
 def test_unknown_engine_is_an_error() -> None:
     result = runner.invoke(app, ["serve", "--engine", "tgi", "--dry-run"])
     assert result.exit_code == 1 and "unknown engine" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["search", "x"], {"ORCHARD_TOP_K": "many"}, "error: invalid setting — ORCHARD_TOP_K"),
+        (["eval", "no-such-file.jsonl"], {}, "error: [Errno 2] No such file or directory"),
+    ],
+)
+def test_bad_settings_and_missing_files_are_one_line(args: list[str], env: dict, expected: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "orchard", *args], capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(expected), result.stderr
+    assert "Traceback" not in result.stderr

@@ -104,3 +104,51 @@ def test_store_records_the_embedder_and_refuses_another(tmp_path: Path, collecti
 def test_client_rejects_path_and_url_together(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not both"):
         make_chroma_client(path=tmp_path, url="http://127.0.0.1:8001")
+
+
+def test_prune_works_for_the_current_folder(tmp_path: Path, store: DocumentStore) -> None:
+    (tmp_path / "a.md").write_text("# A\n\nApples.\n")
+    (tmp_path / "b.md").write_text("# B\n\nPears.\n")
+    ingest(["."], store=store, progress=False)
+    assert set(store.sources()) == {"a.md", "b.md"}
+    (tmp_path / "b.md").unlink()
+    ingest(["."], store=store, prune=True, progress=False)
+    assert set(store.sources()) == {"a.md"}
+
+
+def test_an_interrupted_update_is_repaired_by_the_next_run(tmp_path: Path, store: DocumentStore) -> None:
+    docs = make_corpus(tmp_path)
+    ingest(["docs"], store=store, progress=False)
+    old_ids = store.chunk_ids("docs/apples.md")
+    (docs / "apples.md").write_text("# Apples\n\nApples are picked in autumn.\n")
+    real_delete = store.delete
+    store.delete = lambda ids: 0  # the process "dies" between writing new chunks and removing old ones
+    ingest(["docs"], store=store, progress=False)
+    store.delete = real_delete
+    assert len(store.chunk_ids("docs/apples.md")) == 2  # old and new side by side
+    report = ingest(["docs"], store=store, progress=False)
+    assert report.files_indexed == 1
+    ids = store.chunk_ids("docs/apples.md")
+    assert len(ids) == 1 and ids != old_ids
+
+
+def test_unreadable_folders_are_reported(tmp_path: Path, store: DocumentStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import orchard.ingest as ingest_module
+
+    docs = make_corpus(tmp_path)
+    (docs / "locked").mkdir()
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kwargs):  # as os.walk reports a folder it may not list (tests run as root)
+        for dirpath, dirnames, filenames in real_walk(top, onerror=onerror, **kwargs):
+            if "locked" in dirnames:
+                dirnames.remove("locked")
+                onerror(PermissionError(13, "Permission denied", os.path.join(dirpath, "locked")))
+            yield dirpath, dirnames, filenames
+
+    monkeypatch.setattr(ingest_module.os, "walk", walk)
+    report = ingest(["docs"], store=store, progress=False)
+    assert {"path": "docs/locked", "error": "cannot read folder: Permission denied"} in report.files_failed
+    assert report.files_indexed == 3

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchard.chunking import chunk_id, chunk_sections
+from orchard.chunking import CHUNK_SIZE, chunk_id, chunk_sections
 from orchard.loaders import LoadError, SkipFile, load_file
 
 HTML = """<html><head><title>Fruit guide</title><script>var x = 1;</script></head><body>
@@ -89,6 +89,12 @@ def test_pdf_pages_carry_page_numbers(tmp_path: Path) -> None:
     assert [d.metadata["page"] for d in docs] == [1, 2]
 
 
+def test_utf16_text_with_a_bom_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes("Äpfel und Birnen".encode("utf-16"))
+    assert load_file(path)[0].text == "Äpfel und Birnen"
+
+
 def test_latin1_text_is_read_correctly(tmp_path: Path) -> None:
     path = tmp_path / "notes.txt"
     path.write_bytes("Café crème, naïve façade.".encode("latin-1"))
@@ -132,7 +138,7 @@ def test_long_sections_are_split_below_the_chunk_size(tmp_path: Path) -> None:
     path.write_text("# Long\n\n" + "\n\n".join(f"Paragraph {i} " + "word " * 60 for i in range(40)))
     docs = chunk_sections(load_file(path), source="long.md")
     assert len(docs) > 5
-    assert max(len(d.page_content) for d in docs) <= 900 + len("Long\n")
+    assert max(len(d.page_content) for d in docs) <= CHUNK_SIZE + len("Long\n")
 
 
 def test_big_sections_keep_their_own_header(tmp_path: Path) -> None:

@@ -59,3 +59,19 @@ def test_llamacpp_command_has_the_measured_settings() -> None:
     assert cmd[1:3] == ["-m", "llama_cpp.server"]
     flags = dict(zip(cmd[3::2], cmd[4::2], strict=True))
     assert flags["--interrupt_requests"] == "False" and flags["--n_threads"] == "2" and flags["--port"] == "8123"
+
+
+def test_stop_refuses_to_kill_a_process_that_is_not_a_model_server(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from orchard.server import stop_pidfile
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        pidfile = tmp_path / "model-server.pid"
+        pidfile.write_text(str(bystander.pid))
+        assert stop_pidfile(pidfile) is False
+        assert bystander.poll() is None and not pidfile.exists()
+    finally:
+        bystander.kill()

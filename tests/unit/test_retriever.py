@@ -66,11 +66,21 @@ def test_hybrid_returns_k_scored_documents(filled_store: DocumentStore) -> None:
 
 def test_dense_scores_cover_chunks_only_bm25_found(filled_store: DocumentStore) -> None:
     docs = HybridRetriever(store=filled_store, k=5, candidates=1).invoke("ferment juice")
-    assert all("dense_score" in d.metadata for d in docs)
+    cider = next(d for d in docs if d.metadata["source"] == "docs/cider.md")
+    assert cider.metadata["dense_score"] > 0
+    lexical_only = HybridRetriever(store=filled_store, k=2, dense_weight=0.0).invoke("ferment juice")
+    assert lexical_only[0].metadata["dense_score"] > 0  # measured, so relevance can be judged
 
 
-def test_empty_store_and_blank_query_return_nothing(store: DocumentStore) -> None:
-    assert HybridRetriever(store=store).invoke("anything") == []
+def test_k_is_honoured_when_few_files_hold_the_matches(filled_store: DocumentStore) -> None:
+    docs = HybridRetriever(store=filled_store, k=5, max_per_source=1).invoke("apples")
+    assert len(docs) == 5
+
+
+def test_empty_store_and_blank_query_return_nothing(tmp_path: Path, filled_store: DocumentStore) -> None:
+    empty = DocumentStore(client=make_chroma_client(path=tmp_path / "empty"), collection="empty", embeddings=HashEmbeddings())
+    assert HybridRetriever(store=empty).invoke("anything") == []
+    assert HybridRetriever(store=filled_store).invoke("   ") == []
 
 
 def test_bm25_index_follows_writes(filled_store: DocumentStore, tmp_path: Path) -> None:
@@ -109,3 +119,25 @@ class TestHybridRetrieverStandard(RetrieversIntegrationTests):
     @property
     def retriever_query_example(self) -> str:
         return "example query"
+
+
+def test_release_notes_rank_below_reference_pages_and_one_page_cannot_crowd_out_others(
+    tmp_path: Path, store: DocumentStore
+) -> None:
+    docs = tmp_path / "docs"
+    (docs / "whatsnew").mkdir(parents=True)
+    (docs / "whatsnew" / "2.5.html").write_text(
+        "<h1>What's new in 2.5</h1><p>The new uuid module generates universally unique identifiers.</p>"
+    )
+    (docs / "uuid.html").write_text("<h1>uuid</h1><p>This module generates universally unique identifiers (UUID).</p>")
+    filler = "Unique identifiers are generated here, and more about unique identifiers follows. " * 4
+    long_page = "\n\n".join(f"## Part {i}\n\n{filler}" for i in range(6))
+    (docs / "ids.md").write_text("# Identifiers\n\n" + long_page)
+    ingest(["docs"], store=store, progress=False)
+    question = "which module generates universally unique identifiers"
+    neutral = HybridRetriever(store=store, k=4, secondary_weight=1.0, max_per_source=0).invoke(question)
+    assert [d.metadata["source"] for d in neutral].count("docs/ids.md") >= 2
+    ranked = HybridRetriever(store=store, k=3, max_per_source=1).invoke(question)
+    sources = [d.metadata["source"] for d in ranked]
+    assert sources.index("docs/uuid.html") < sources.index("docs/whatsnew/2.5.html")
+    assert sources.count("docs/ids.md") == 1
