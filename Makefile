@@ -14,7 +14,7 @@ export ANONYMIZED_TELEMETRY := False
 export CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_BLAS=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL := $(shell nproc)
 
-.PHONY: run test setup model samples bench lock clean help
+.PHONY: run test setup model samples browser bench lock clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -43,11 +43,18 @@ samples: model
 run: samples
 	$(BIN)/orchard app --port $(PORT)
 
-test: model
+# Debian's chromium for the browser tests (Playwright cannot download its own browser here).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; fi; }
+
+test: model browser
 	$(BIN)/python -m pytest
 
 bench: model
-	$(BIN)/python bench/run.py
+	$(BIN)/pip install --quiet -r requirements-bench.txt -c requirements.lock
+	$(BIN)/python bench/run.py all
 
 # Regenerate the lock from the current venv (after changing requirements*.txt).
 lock:

@@ -183,6 +183,10 @@ def run_latency(store_dir: Path, base_url: str, repeats: int) -> dict:
     store = orchard_store(store_dir)
     retriever = HybridRetriever(store=store, k=5)
     questions = [q["q"] for path in QUESTION_SETS.values() for q in load_questions(path)]
+    settings = Settings(llm_base_url=base_url, llm_temperature=0, llm_max_tokens=128, store_dir=store_dir)
+    service = ChatService(settings, notify=print)
+    service.__dict__["store"] = store
+    service.ensure_model_server()  # at the default URL: starts the embedded server if none answers
     retriever.invoke("warm up")
     timings = []
     for _ in range(repeats):
@@ -193,14 +197,19 @@ def run_latency(store_dir: Path, base_url: str, repeats: int) -> dict:
     result: dict = {"search_ms": {"n": len(timings), "p50": round(percentile(timings, 0.5), 1), "p95": round(percentile(timings, 0.95), 1)}}
 
     llm = ChatOpenAI(base_url=base_url, api_key="none", model="m", temperature=0, max_tokens=128, stream_usage=False)
-    settings = Settings(llm_base_url=base_url, llm_temperature=0, llm_max_tokens=128, store_dir=store_dir)
-    service = ChatService(settings)
-    service.__dict__["store"] = store
-    raw, ask = [], []
+    from chains.rag import fit_context, format_context
+    from orchard.prompts import load_prompt
+
+    prompt = load_prompt("rag_answer")
+    raw, raw_same_prompt, ask = [], [], []
     for question in questions[:8]:
+        docs = fit_context(retriever.invoke(question), 2400)
+        messages = prompt.format_messages(context=format_context(docs), question=question, history=[])
         raw.append(stream_timing(lambda q=question: ({"answer": c.content} for c in llm.stream(q))))
+        raw_same_prompt.append(stream_timing(lambda m=messages: ({"answer": c.content} for c in llm.stream(m))))
         ask.append(stream_timing(lambda q=question: service.stream(q)))
-    result["raw_model"] = timing_summary(raw)
+    result["raw_model_question_only"] = timing_summary(raw)
+    result["raw_model_same_prompt_as_ask"] = timing_summary(raw_same_prompt)
     result["orchard_ask"] = timing_summary(ask)
     return result
 

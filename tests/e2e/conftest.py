@@ -1,0 +1,75 @@
+"""Browser tests: `streamlit run app.py` driven by Playwright in Debian's chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def streamlit_app(tmp_path: Path, live_server: str, embedder):
+    """The real app on a free port, over the sample documents, answering with the live model."""
+    from orchard.config import Settings
+    from orchard.service import ChatService
+
+    data = tmp_path / "data"
+    service = ChatService(Settings(data_dir=data))
+    service.__dict__["embeddings"] = embedder
+    service.ingest([str(ROOT / "samples")], progress=False)
+    port = free_port()
+    env = {
+        **os.environ,
+        "ORCHARD_DATA_DIR": str(data),
+        "ORCHARD_LLM_BASE_URL": live_server,
+        "ORCHARD_LLM_TEMPERATURE": "0",
+        "ORCHARD_LLM_MAX_TOKENS": "120",
+    }
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+        "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+    ]  # fmt: skip
+    log = (tmp_path / "streamlit.log").open("w")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("streamlit did not start: " + (tmp_path / "streamlit.log").read_text()[-2000:])
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
