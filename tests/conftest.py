@@ -64,6 +64,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_http(url: str, *, timeout: float, log: Path | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail the test with the end of ``log`` otherwise."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1, trust_env=False).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    tail = log.read_text()[-2000:] if log and log.exists() else ""
+    pytest.fail(f"{url} did not answer within {timeout:.0f} s\n{tail}")
+
+
 # --- the real model server and embedder, shared by live/ and e2e/ (started only when used) ---
 
 

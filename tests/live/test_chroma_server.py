@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from orchard.config import Settings
 from orchard.service import ChatService
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_http
 
 pytestmark = pytest.mark.chroma_server
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,22 +20,17 @@ ROOT = Path(__file__).resolve().parents[2]
 def chroma_url(tmp_path: Path):
     port = free_port()
     chroma = Path(sys.executable).parent / "chroma"
-    log = (tmp_path / "chroma.log").open("w")
+    log = tmp_path / "chroma.log"
     process = subprocess.Popen(
         [str(chroma), "run", "--path", str(tmp_path / "chroma-data"), "--port", str(port), "--host", "127.0.0.1"],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log.open("w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
+    try:
+        wait_for_http(f"{url}/api/v2/heartbeat", timeout=60, log=log)
+    except BaseException:
         process.kill()
-        pytest.fail(f"chroma run did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
+        raise
     yield url
     process.terminate()
     process.wait(timeout=10)
