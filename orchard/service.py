@@ -97,6 +97,9 @@ class ChatService:
             api_key=s.llm_api_key,
             temperature=s.llm_temperature,
             max_tokens=s.llm_max_tokens,
+            # langchain-openai sends the limit as `max_completion_tokens`, which llama-cpp-python's
+            # server ignores (measured: 237 tokens for a limit of 128); `max_tokens` works for both.
+            extra_body={"max_tokens": s.llm_max_tokens},
             timeout=s.llm_timeout,
             max_retries=1,
             stream_usage=False,

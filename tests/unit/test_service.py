@@ -40,3 +40,8 @@ def test_invalid_settings_are_rejected_by_name(monkeypatch: pytest.MonkeyPatch) 
 def test_merge_chunks_concatenates_the_answer() -> None:
     merged = merge_chunks(iter([{"sources": [1]}, {"answer": "a"}, {"answer": "b"}, {"grounded": True}]))
     assert merged == {"sources": [1], "answer": "ab", "grounded": True}
+
+
+def test_the_token_limit_reaches_llama_cpp_too() -> None:
+    payload = ChatService(Settings(llm_max_tokens=77)).llm._get_request_payload("hi")
+    assert payload["extra_body"] == {"max_tokens": 77}  # llama-cpp-python ignores max_completion_tokens
