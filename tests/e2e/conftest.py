@@ -20,8 +20,8 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="module")  # Playwright's sync API keeps an event loop running until it stops:
+def browser():  # ended with this module, so later async tests can start their own
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is missing: `make test` installs it (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
