@@ -10,10 +10,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.live]
 
 
 def screenshot_dir(tmp_path: Path) -> Path:
-    """``ORCHARD_SCREENSHOTS=docs`` refreshes the screenshots kept in docs/; tests never write there otherwise."""
+    """``SCREENSHOT_DIR=docs`` refreshes the screenshots kept in docs/; tests never write there otherwise."""
     import os
 
-    return Path(os.environ.get("ORCHARD_SCREENSHOTS") or tmp_path)
+    return Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
 
 
 def test_a_cited_answer_in_the_browser(browser, streamlit_app: str, tmp_path: Path) -> None:
