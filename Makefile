@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
+unexport PORT  # a command-line PORT would reach every child process's environment
 export ORCHARD_DATA_DIR ?= $(CURDIR)/.orchard
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1

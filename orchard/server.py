@@ -137,6 +137,19 @@ class ServerHandle:
             self.process.wait()
 
 
+# llama-cpp-python's server also reads its settings from environment variables of the same names:
+# a PORT set for something else (e.g. `make run PORT=8599`) would silently move it off --port.
+_SERVER_ENV_NAMES = frozenset(
+    """PORT HOST MODEL MODEL_ALIAS API_KEY CONFIG_FILE SSL_KEYFILE SSL_CERTFILE INTERRUPT_REQUESTS
+    N_CTX N_THREADS N_THREADS_BATCH N_BATCH N_GPU_LAYERS CHAT_FORMAT VERBOSE ROOT_PATH""".split()
+)
+
+
+def server_env() -> dict[str, str]:
+    """The environment for a model server: ours, minus names the server would take as settings."""
+    return {k: v for k, v in os.environ.items() if k.upper() not in _SERVER_ENV_NAMES}
+
+
 def start_server(
     command: list[str], *, base_url: str, log: Path, timeout: float = 120.0, detach: bool = False
 ) -> ServerHandle:
@@ -152,6 +165,7 @@ def start_server(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env=server_env(),
             start_new_session=detach,
         )
     handle = ServerHandle(process=process, base_url=base_url, log=log)

@@ -75,3 +75,12 @@ def test_stop_refuses_to_kill_a_process_that_is_not_a_model_server(tmp_path: Pat
         assert bystander.poll() is None and not pidfile.exists()
     finally:
         bystander.kill()
+
+
+def test_the_server_environment_drops_names_llama_cpp_would_read_as_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchard.server import server_env
+
+    monkeypatch.setenv("PORT", "8599")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    env = server_env()
+    assert "PORT" not in env and env["HF_HUB_OFFLINE"] == "1"
