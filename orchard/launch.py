@@ -28,7 +28,12 @@ def streamlit_command(*, port: int, address: str) -> list[str]:
 
 
 def launch_app(settings: Settings, *, port: int, address: str, echo: Callable[[str], None]) -> int:
-    """Run until Streamlit exits or Ctrl-C; returns Streamlit's exit code."""
+    """Run until Streamlit exits, Ctrl-C or SIGTERM; returns Streamlit's exit code."""
+
+    def _terminate(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (service managers, `kill`) stops both, like Ctrl-C
+
+    signal.signal(signal.SIGTERM, _terminate)
     handle = None
     if settings.is_default_llm_url and not server.is_serving(settings.llm_base_url):
         command = ChatService(settings).embedded_server_command()
