@@ -20,17 +20,22 @@ from __future__ import annotations
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, HumanMessage, convert_to_messages
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
-HISTORY_TURNS = 6
+HISTORY_TURNS = 6  # messages of history given to the model
+
+
+def as_messages(history: Any) -> list[BaseMessage]:
+    """Accept LangChain messages, ``(role, text)`` pairs or ``{"role", "content"}`` dicts."""
+    return convert_to_messages(history or [])[-HISTORY_TURNS:]
 
 
 def _history_text(history: Any) -> str:
     lines = []
-    for message in convert_to_messages(history or [])[-HISTORY_TURNS:]:
+    for message in as_messages(history):
         who = "User" if isinstance(message, HumanMessage) else "Assistant" if isinstance(message, AIMessage) else message.type
         lines.append(f"{who}: {message.text}")
     return "\n".join(lines)

@@ -27,7 +27,6 @@ from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, convert_to_messages
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
@@ -35,17 +34,10 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 from langchain_core.runnables.utils import AddableDict
 
 from chains.citations import StreamingCiter
+from chains.condense import as_messages
 
 NO_ANSWER = "The documents do not answer this question."
 _CITATION = re.compile(r"\[(\d{1,2})\]")
-HISTORY_TURNS = 6  # messages of history given to the model
-
-
-def as_messages(history: Any) -> list[BaseMessage]:
-    """Accept LangChain messages, ``(role, text)`` pairs or ``{"role", "content"}`` dicts."""
-    return convert_to_messages(history or [])[-HISTORY_TURNS:]
-
-
 def format_context(docs: list[Document]) -> str:
     """Number the passages the way the answer must cite them: ``[1] (source — section)``."""
     blocks = []

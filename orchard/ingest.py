@@ -156,7 +156,7 @@ def ingest(
             notify(source, "unchanged")
             continue
         try:
-            sections = load_file(path)
+            sections = load_file(path, data)
         except SkipFile as exc:
             report.files_skipped.append({"path": source, "reason": str(exc)})
             notify(source, "skipped")

@@ -268,8 +268,8 @@ def load_pdf(data: bytes, fallback_title: str) -> list[Section]:
 # --- dispatch ---------------------------------------------------------------------------------
 
 
-def load_file(path: Path) -> list[Section]:
-    """Read ``path`` into sections.
+def load_file(path: Path, data: bytes | None = None) -> list[Section]:
+    """Read ``path`` into sections (``data``: its bytes, when the caller has read them already).
 
     Raises:
         SkipFile: unsupported type, or nothing to ingest (empty file).
@@ -278,10 +278,11 @@ def load_file(path: Path) -> list[Section]:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise SkipFile(f"unsupported file type {suffix or '(none)'}")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise LoadError(f"cannot read: {exc.strerror or exc}") from exc
+    if data is None:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise LoadError(f"cannot read: {exc.strerror or exc}") from exc
     if not data.strip():
         raise SkipFile("empty file")
     fallback_title = path.stem.replace("_", " ").replace("-", " ").strip() or path.name

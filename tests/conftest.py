@@ -3,6 +3,7 @@ sockets are disabled (pytest-socket) except in tests marked ``live`` or ``chroma
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -80,6 +81,23 @@ def wait_for_http(url: str, *, timeout: float, log: Path | None = None) -> None:
         time.sleep(0.3)
     tail = log.read_text()[-2000:] if log and log.exists() else ""
     pytest.fail(f"{url} did not answer within {timeout:.0f} s\n{tail}")
+
+
+@contextlib.contextmanager
+def running(command: list[str], *, health_url: str, log: Path, timeout: float = 60, **popen: object):
+    """Run ``command`` (output in ``log``) until the block ends, once ``health_url`` answers."""
+    import subprocess
+
+    process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, **popen)
+    try:
+        wait_for_http(health_url, timeout=timeout, log=log)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 # --- the real model server and embedder, shared by live/ and e2e/ (started only when used) ---

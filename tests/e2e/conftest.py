@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import free_port, running
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -55,14 +54,6 @@ def streamlit_app(tmp_path: Path, live_server: str, embedder):
         "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
     ]  # fmt: skip
-    log = tmp_path / "streamlit.log"
-    process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=tmp_path)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/_stcore/health", timeout=60, log=log)
-    except BaseException:
-        process.kill()
-        raise
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    with running(command, health_url=f"{url}/_stcore/health", log=tmp_path / "streamlit.log", env=env, cwd=tmp_path):
+        yield url

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 
 from orchard.config import Settings
 from orchard.service import ChatService
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import free_port, running
 
 pytestmark = pytest.mark.chroma_server
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,20 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def chroma_url(tmp_path: Path):
     port = free_port()
     chroma = Path(sys.executable).parent / "chroma"
-    log = tmp_path / "chroma.log"
-    process = subprocess.Popen(
-        [str(chroma), "run", "--path", str(tmp_path / "chroma-data"), "--port", str(port), "--host", "127.0.0.1"],
-        stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/api/v2/heartbeat", timeout=60, log=log)
-    except BaseException:
-        process.kill()
-        raise
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    command = [str(chroma), "run", "--path", str(tmp_path / "chroma-data"), "--port", str(port), "--host", "127.0.0.1"]
+    with running(command, health_url=f"{url}/api/v2/heartbeat", log=tmp_path / "chroma.log"):
+        yield url
 
 
 def test_ingest_and_search_through_a_chroma_server(chroma_url: str, tmp_path: Path, embedder) -> None:
