@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatResult
@@ -55,3 +56,40 @@ class HashEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self._vector(text)
+
+
+class ScriptedToolModel(BaseChatModel):
+    """A tool-calling fake: answers from a queue of scripted replies (text or tool calls) and records
+    every list of messages it was sent and every ``bind_tools`` (tool names and tool_choice).
+
+    A reply is a string (plain text) or a dict ``{"tool": name, "args": {...}}`` (one tool call).
+    """
+
+    replies: list[Any] = Field(default_factory=list)
+    calls: list[list[BaseMessage]] = Field(default_factory=list)
+    bound: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-tool-model"
+
+    def bind_tools(self, tools: Any, *, tool_choice: Any = None, **kwargs: Any) -> Any:
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        names = [convert_to_openai_tool(t)["function"]["name"] for t in tools]
+        self.bound.append({"tools": names, "tool_choice": tool_choice})
+        return self
+
+    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
+        from langchain_core.outputs import ChatGeneration
+
+        self.calls.append(list(messages))
+        if not self.replies:
+            raise AssertionError(f"the scripted model was called more often than scripted; last messages: {messages}")
+        reply = self.replies.pop(0)
+        if isinstance(reply, dict):
+            call = {"name": reply["tool"], "args": reply["args"], "id": f"call_{len(self.calls)}", "type": "tool_call"}
+            message = AIMessage(content="", tool_calls=[call])
+        else:
+            message = AIMessage(content=reply)
+        return ChatResult(generations=[ChatGeneration(message=message)])

@@ -41,6 +41,10 @@ REQUIRED_VARIABLES: dict[str, frozenset[str]] = {
     "rag_answer": frozenset({"context", "question", "history"}),
     "condense_question": frozenset({"history_text", "question"}),
     "chat": frozenset({"question", "history"}),
+    "agent_route": frozenset({"question", "tables"}),
+    "agent_python": frozenset({"question"}),
+    "agent_sql": frozenset({"question", "schema", "dialect"}),
+    "agent_answer": frozenset({"question", "tool", "tool_input", "tool_output"}),
 }
 
 

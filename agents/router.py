@@ -1,0 +1,120 @@
+"""Which tool (or chain) answers a question: a small model's guess, grounded in the user's data.
+
+Measured with the embedded 0.5B model: asked to pick among tool names (even with a grammar that
+only allows the names) it chose ``sql`` for 8 of 11 questions whatever they asked; asked for a
+*kind* of question with few-shot examples (compute / data / documents / chat) it was right far more
+often, but it still calls "how do I prune a tree" data. So the model only proposes a kind, and the
+user's own schema decides what is data: a question that names a table, a column or a stored value
+of an attached source goes to that source; one that names none does not.
+
+The kinds map onto tools (agent) and chains (``orchard ask --mode auto``):
+compute -> ``python``, data -> ``sql`` or ``table``, documents -> ``search_docs`` / the RAG chain,
+chat -> no tool / the chat chain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.tools import BaseTool
+
+from orchard.bm25 import tokenize
+
+KINDS = ("compute", "data", "documents", "chat")
+DATA_TOOLS = ("sql", "table")
+#: The chain that answers each tool's questions in ``--mode auto``.
+MODE_OF_TOOL = {"python": "agent", "sql": "agent", "table": "agent", "search_docs": "rag", None: "chat"}
+
+_ARITHMETIC = re.compile(r"\d\s*(?:[-+*/^%x×÷]|\*\*)\s*\d|\d+(?:\.\d+)?\s*%\s*of\b|\bsquare root\b|\bfactorial\b", re.I)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A routing decision: the tool to call (``None``: answer without one) and why."""
+
+    tool: str | None
+    kind: str
+    reason: str
+    matched: tuple[str, ...] = field(default=())
+
+    @property
+    def mode(self) -> str:
+        return MODE_OF_TOOL.get(self.tool, "agent")
+
+
+def schema_terms(tool: BaseTool) -> set[str]:
+    """Stemmed words naming a data tool's tables, columns and short stored values."""
+    vocabulary = getattr(tool, "vocabulary", None)
+    if vocabulary is None:
+        return set()
+    return {t for term in vocabulary() for t in tokenize(str(term)) if not t.isdigit()}
+
+
+def parse_kind(reply: str) -> str | None:
+    """The first kind named in the model's reply (case and punctuation ignored)."""
+    words = re.findall(r"[a-z]+", reply.lower())
+    return next((w for w in words if w in KINDS), None)
+
+
+class QuestionRouter:
+    """Routes a question to one of the tools it was given (or none).
+
+    Args:
+        llm: the chat model that proposes a kind of question.
+        prompt: the ``agent_route`` prompt (variables ``question``, ``tables``).
+        tools: the tools available; data tools that offer ``vocabulary()`` are matched by name.
+    """
+
+    def __init__(self, *, llm: BaseChatModel, prompt: ChatPromptTemplate, tools: Iterable[BaseTool]) -> None:
+        self.llm = llm
+        self.prompt = prompt
+        self.tools = {t.name: t for t in tools}
+        self.terms = {name: schema_terms(self.tools[name]) for name in DATA_TOOLS if name in self.tools}
+
+    def _tables(self) -> str:
+        names = [str(n) for name in DATA_TOOLS if name in self.tools for n in getattr(self.tools[name], "table_names", list)()]
+        return ", ".join(names) if names else "none attached"
+
+    def propose(self, question: str) -> str | None:
+        """The kind the model proposes, or None when its reply names none."""
+        reply = self.llm.invoke(self.prompt.format_messages(question=question, tables=self._tables()))
+        return parse_kind(str(reply.content))
+
+    def data_match(self, question: str) -> tuple[str | None, tuple[str, ...]]:
+        """The data tool whose schema the question names most (and the words that matched)."""
+        words = set(tokenize(question))
+        best, matched = None, ()
+        for name, terms in self.terms.items():
+            hits = tuple(sorted(words & terms))
+            if len(hits) > len(matched):
+                best, matched = name, hits
+        return best, matched
+
+    def route(self, question: str) -> Route:
+        kind = self.propose(question)
+        data_tool, matched = self.data_match(question)
+        has = self.tools.__contains__
+        # Naming one thing of the data is enough unless the model saw documents or chat: then two.
+        if data_tool and (kind in (None, "data", "compute") or len(matched) >= 2):
+            return Route(data_tool, "data", f"names {', '.join(matched)} of the {data_tool} data", matched)
+        if (kind == "compute" or _ARITHMETIC.search(question)) and has("python"):
+            return Route("python", "compute", "a computation")
+        if kind == "chat":
+            return Route(None, "chat", "small talk")
+        if kind == "data" and not has("search_docs"):
+            only = [n for n in DATA_TOOLS if has(n)]
+            if len(only) == 1:
+                return Route(only[0], "data", f"a data question and only {only[0]} is attached")
+        if has("search_docs"):
+            why = "the model called it a data question, but it names nothing in the data" if kind == "data" else "a question for the documents"
+            return Route("search_docs", "documents", why)
+        return Route(None, kind or "chat", "no tool fits")
+
+
+def describe_route(route: Route) -> dict[str, Any]:
+    return {"tool": route.tool, "kind": route.kind, "mode": route.mode, "reason": route.reason}

@@ -1,0 +1,179 @@
+"""The agent's logic with a scripted tool-calling model: routing, the written call, retry, answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import BaseTool, tool
+from pydantic import BaseModel
+
+from agents.agent import agent_result, build_agent
+from agents.router import QuestionRouter, parse_kind
+from agents.writers import extract_code
+from orchard.prompts import load_prompt
+from tests.fakes import ScriptedToolModel
+from tools.base import ToolFailed, error_text
+
+
+class _Query(BaseModel):
+    query: str
+
+
+class FakeSQL(BaseTool):
+    """A data tool with a schema: answers one known query, fails on anything else."""
+
+    name: str = "sql"
+    description: str = "Run one SELECT."
+    args_schema: type[BaseModel] = _Query
+    handle_tool_error: Any = error_text
+    seen: list[str] = []
+
+    def vocabulary(self) -> list[str]:
+        return ["orders", "customer_id", "amount", "towns", "population", "Lisbon"]
+
+    def table_names(self) -> list[str]:
+        return ["orders", "towns"]
+
+    def describe(self) -> str:
+        return "orders(id, customer_id, amount)\ntowns(name, population)"
+
+    def _run(self, query: str) -> str:
+        self.seen.append(query)
+        if query == "SELECT COUNT(*) FROM orders":
+            return "COUNT(*)\n42"
+        raise ToolFailed("no such column: total. Columns of orders: id, customer_id, amount")
+
+
+@tool
+def python(code: str) -> str:
+    """Run a Python program and return what it prints."""
+    return "338350" if "range(1, 101)" in code else ""
+
+
+@tool(response_format="content_and_artifact")
+def search_docs(query: str) -> tuple[str, list[dict[str, Any]]]:
+    """Search the documents."""
+    return "[1] (guide.md — Pruning)\nPrune in late winter.", [{"n": 1, "source": "guide.md", "text": "Prune in late winter."}]
+
+
+def run(model: ScriptedToolModel, tools: list[Any], question: str) -> dict[str, Any]:
+    agent = build_agent(llm=model, tools=tools)
+    return agent_result(agent.invoke({"messages": [HumanMessage(question)]}))
+
+
+def test_a_computation_is_routed_to_python_with_the_program_the_model_wrote() -> None:
+    model = ScriptedToolModel(replies=["compute", "```python\nprint(sum(i*i for i in range(1, 101)))\n```", "The sum is 338350."])
+    result = run(model, [python, FakeSQL(), search_docs], "What is the sum of the squares from 1 to 100?")
+    assert result["answer"] == "The sum is 338350."
+    assert result["tool_calls"] == [
+        {"tool": "python", "input": {"code": "print(sum(i*i for i in range(1, 101)))"}, "output": "338350", "ok": True}
+    ]
+    assert result["route"]["tool"] == "python"
+    # The answering model saw the program and its output, and no tools were offered to it.
+    final = model.calls[-1]
+    assert isinstance(final[0], SystemMessage) and "338350" in final[0].content and "range(1, 101)" in final[0].content
+    assert final[-1].content == "What is the sum of the squares from 1 to 100?"
+
+
+def test_a_question_naming_the_schema_goes_to_sql_even_when_the_model_says_documents() -> None:
+    sql = FakeSQL(seen=[])
+    model = ScriptedToolModel(replies=["documents", "```sql\nSELECT COUNT(*) FROM orders\n```", "There are 42 orders."])
+    result = run(model, [python, sql, search_docs], "How many orders are there in total, by amount?")
+    assert result["route"]["tool"] == "sql" and "amount" in result["route"]["reason"]
+    assert sql.seen == ["SELECT COUNT(*) FROM orders"]
+    # The SQL writer was given the schema.
+    assert "towns(name, population)" in model.calls[1][0].content
+
+
+def test_a_failed_call_is_rewritten_once_with_the_error_then_answered() -> None:
+    sql = FakeSQL(seen=[])
+    model = ScriptedToolModel(
+        replies=["data", "```sql\nSELECT SUM(total) FROM orders\n```", "```sql\nSELECT COUNT(*) FROM orders\n```", "42 orders."]
+    )
+    result = run(model, [sql], "How many orders?")
+    assert [c["ok"] for c in result["tool_calls"]] == [False, True]
+    assert result["tool_calls"][0]["output"].startswith("error: no such column: total")
+    retry_prompt = model.calls[2]
+    assert "no such column: total" in retry_prompt[-1].content and "SUM(total)" in retry_prompt[-2].content
+    assert result["answer"] == "42 orders."
+
+
+def test_after_the_last_attempt_fails_the_answer_is_written_from_the_error() -> None:
+    sql = FakeSQL(seen=[])
+    model = ScriptedToolModel(replies=["data", "```sql\nSELECT x\n```", "```sql\nSELECT y\n```", "The query failed."])
+    result = run(model, [sql], "How many orders?")
+    assert len(result["tool_calls"]) == 2 and not any(c["ok"] for c in result["tool_calls"])
+    assert "no such column" in model.calls[-1][0].content
+
+
+def test_documents_questions_search_with_the_question_and_return_sources() -> None:
+    model = ScriptedToolModel(replies=["documents", "Prune in late winter [1]."])
+    result = run(model, [python, search_docs], "When do I prune?")
+    assert result["tool_calls"][0]["input"] == {"query": "When do I prune?"}
+    assert result["sources"] == [{"n": 1, "source": "guide.md", "text": "Prune in late winter."}]
+    assert len(model.calls) == 2  # no model call to write a search query
+
+
+def test_small_talk_is_answered_without_a_tool() -> None:
+    model = ScriptedToolModel(replies=["chat", "Hello! Ask me about your data."])
+    result = run(model, [python, search_docs], "hi!")
+    assert result["tool_calls"] == [] and result["answer"] == "Hello! Ask me about your data."
+    assert result["route"]["tool"] is None
+
+
+def test_auto_tool_calling_lets_the_model_call_tools_itself() -> None:
+    model = ScriptedToolModel(replies=[{"tool": "python", "args": {"code": "print(sum(i*i for i in range(1, 101)))"}}, "338350"])
+    agent = build_agent(llm=model, tools=[python], tool_calling="auto")
+    result = agent_result(agent.invoke({"messages": [HumanMessage("sum of squares to 100?")]}))
+    assert result["answer"] == "338350" and result["tool_calls"][0]["output"] == "338350"
+    assert model.bound[0]["tools"] == ["python"]
+
+
+def test_unknown_tool_calling_is_refused() -> None:
+    with pytest.raises(ValueError, match="routed, auto"):
+        build_agent(llm=ScriptedToolModel(), tools=[], tool_calling="magic")
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"), [("compute", "compute"), ("Data.", "data"), (" documents\n", "documents"), ("I think chat", "chat"), ("sql", None)]
+)
+def test_the_kind_is_read_from_the_reply(reply: str, kind: str | None) -> None:
+    assert parse_kind(reply) == kind
+
+
+@pytest.mark.parametrize(
+    ("proposed", "question", "tool"),
+    [
+        ("compute", "What is 17% of 2340?", "python"),
+        ("data", "How do I prune a young apple tree?", "search_docs"),  # names nothing in the data
+        ("documents", "Which town has the largest population?", "sql"),  # names two things of it
+        ("documents", "What does the guide say about Lisbon?", "search_docs"),  # one is not enough
+        ("chat", "good morning", None),
+        ("nonsense", "What is 3 * 4?", "python"),  # arithmetic in the question
+    ],
+)
+def test_routing_rules(proposed: str, question: str, tool: str | None) -> None:
+    router = QuestionRouter(llm=ScriptedToolModel(replies=[proposed]), prompt=load_prompt("agent_route"), tools=[python, FakeSQL(), search_docs])
+    assert router.route(question).tool == tool
+
+
+def test_the_route_prompt_lists_the_attached_tables() -> None:
+    model = ScriptedToolModel(replies=["data"])
+    QuestionRouter(llm=model, prompt=load_prompt("agent_route"), tools=[FakeSQL()]).route("how many?")
+    assert "tables: orders, towns" in model.calls[0][0].content
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        ("```python\nprint(1)\n```", "print(1)"),
+        ("Here:\n```sql\nSELECT 1\n```\nDone.", "SELECT 1"),
+        ("```\nprint(2)\n```", "print(2)"),
+        ("```python\nprint(3)", "print(3)"),  # cut off by the token limit
+        ("print(4)", "print(4)"),
+    ],
+)
+def test_code_is_extracted_from_the_reply(reply: str, code: str) -> None:
+    assert extract_code(reply, "python") == code
