@@ -119,6 +119,8 @@ def build_agent(
     prompts: dict[str, ChatPromptTemplate] | None = None,
     system_prompt: str | None = None,
     max_attempts: int = 2,
+    router: QuestionRouter | None = None,
+    internal_tag: str | None = None,
     **create_agent_kwargs: Any,
 ) -> Any:
     """A ``create_agent`` graph over ``tools``.
@@ -131,6 +133,9 @@ def build_agent(
             (routed only; default: the packaged prompts, or the user's overrides through the service).
         system_prompt: replaces the default system prompt (auto only: routed writes its own).
         max_attempts: calls of one tool per question in routed mode (a failed call is rewritten).
+        router: a router to share (``--mode auto`` routes first; its decision is cached).
+        internal_tag: a tag put on routing and code-writing model calls, so that a streaming caller
+            can tell their tokens from the answer's.
     """
     if tool_calling not in TOOL_CALLING:
         msg = f"tool_calling must be one of {', '.join(TOOL_CALLING)}, not {tool_calling!r}"
@@ -140,11 +145,12 @@ def build_agent(
         from orchard.prompts import load_prompt
 
         p = {name: (prompts or {}).get(name) or load_prompt(name) for name in ("agent_route", "agent_python", "agent_sql", "agent_answer")}
+        internal = llm.with_config(tags=[internal_tag]) if internal_tag else llm
         middleware.insert(
             0,
             RoutedToolCalling(
-                router=QuestionRouter(llm=llm, prompt=p["agent_route"], tools=tools),
-                writer=ToolInputWriter(llm=llm, python_prompt=p["agent_python"], sql_prompt=p["agent_sql"]),
+                router=router or QuestionRouter(llm=internal, prompt=p["agent_route"], tools=tools),
+                writer=ToolInputWriter(llm=internal, python_prompt=p["agent_python"], sql_prompt=p["agent_sql"]),
                 answer_prompt=p["agent_answer"],
                 tools=tools,
                 max_attempts=max_attempts,

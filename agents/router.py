@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import BaseTool
 
@@ -47,12 +47,45 @@ class Route:
         return MODE_OF_TOOL.get(self.tool, "agent")
 
 
-def schema_terms(tool: BaseTool) -> set[str]:
-    """Stemmed words naming a data tool's tables, columns and short stored values."""
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def data_vocabulary(tool: BaseTool, *, max_tables: int = 20, max_columns: int = 30, max_values: int = 200) -> list[str]:
+    """Names of a data tool's tables and columns, and its short stored text values.
+
+    A tool may offer ``vocabulary()`` itself; the ``sql`` and ``table`` tools are read through their
+    read-only ``db`` (one ``SELECT DISTINCT`` per column, capped).
+    """
     vocabulary = getattr(tool, "vocabulary", None)
-    if vocabulary is None:
-        return set()
-    return {t for term in vocabulary() for t in tokenize(str(term)) if not t.isdigit()}
+    if vocabulary is not None:
+        return [str(term) for term in vocabulary()]
+    db = getattr(tool, "db", None)
+    if db is None:
+        return []
+    terms: list[str] = []
+    for table, columns in list(db.columns_by_table().items())[:max_tables]:
+        terms += [table, *columns]
+        for column in columns[:max_columns]:
+            try:
+                _, rows, _ = db.execute(f"SELECT DISTINCT {_ident(column)} FROM {_ident(table)} LIMIT {max_values}", max_values)
+            except Exception:  # noqa: BLE001 - a column we cannot read adds no words
+                continue
+            terms += [v for (v,) in rows if isinstance(v, str) and len(v) <= 40]
+    return terms
+
+
+def table_names(tool: BaseTool) -> list[str]:
+    names = getattr(tool, "table_names", None)
+    if names is not None:
+        return list(names())
+    db = getattr(tool, "db", None)
+    return list(db.columns_by_table()) if db is not None else []
+
+
+def schema_terms(tool: BaseTool) -> set[str]:
+    """Stemmed words naming a data tool's tables, columns and short stored values (no numbers)."""
+    return {t for term in data_vocabulary(tool) for t in tokenize(term) if not t.isdigit()}
 
 
 def parse_kind(reply: str) -> str | None:
@@ -70,14 +103,15 @@ class QuestionRouter:
         tools: the tools available; data tools that offer ``vocabulary()`` are matched by name.
     """
 
-    def __init__(self, *, llm: BaseChatModel, prompt: ChatPromptTemplate, tools: Iterable[BaseTool]) -> None:
+    def __init__(self, *, llm: Runnable, prompt: ChatPromptTemplate, tools: Iterable[BaseTool]) -> None:
         self.llm = llm
         self.prompt = prompt
         self.tools = {t.name: t for t in tools}
         self.terms = {name: schema_terms(self.tools[name]) for name in DATA_TOOLS if name in self.tools}
+        self._decided: dict[str, Route] = {}  # one decision per question (auto mode, then the agent)
 
     def _tables(self) -> str:
-        names = [str(n) for name in DATA_TOOLS if name in self.tools for n in getattr(self.tools[name], "table_names", list)()]
+        names = [n for name in DATA_TOOLS if name in self.tools for n in table_names(self.tools[name])]
         return ", ".join(names) if names else "none attached"
 
     def propose(self, question: str) -> str | None:
@@ -96,6 +130,11 @@ class QuestionRouter:
         return best, matched
 
     def route(self, question: str) -> Route:
+        if question not in self._decided:
+            self._decided[question] = self._route(question)
+        return self._decided[question]
+
+    def _route(self, question: str) -> Route:
         kind = self.propose(question)
         data_tool, matched = self.data_match(question)
         has = self.tools.__contains__

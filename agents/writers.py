@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import BaseTool
@@ -33,19 +33,26 @@ def extract_code(reply: str, language: str) -> str:
 
 def schema_of(tool: BaseTool) -> str:
     """The schema text a data tool offers (tables, columns, sample rows)."""
-    describe = getattr(tool, "describe", None)
+    describe = getattr(tool, "describe", None) or getattr(getattr(tool, "db", None), "describe", None)
     return describe() if describe else tool.description
 
 
+_DIALECT_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mysql": "MySQL", "duckdb": "DuckDB", "tsql": "SQL Server"}
+
+
 def dialect_of(tool: BaseTool) -> str:
-    return {"table": "DuckDB"}.get(tool.name) or str(getattr(tool, "dialect", "SQLite")).capitalize().replace("Sqlite", "SQLite")
+    """The SQL dialect to write for ``tool`` (DuckDB for files, the database's own for sql)."""
+    if tool.name == "table":
+        return "DuckDB"
+    dialect = str(getattr(getattr(tool, "db", None), "dialect", "sqlite"))
+    return _DIALECT_NAMES.get(dialect, dialect)
 
 
 @dataclass
 class ToolInputWriter:
     """Writes the arguments of a call to ``python``, ``sql``, ``table`` or ``search_docs``."""
 
-    llm: BaseChatModel
+    llm: Runnable
     python_prompt: ChatPromptTemplate
     sql_prompt: ChatPromptTemplate
 

@@ -123,20 +123,36 @@ def evaluate(
 def ask(
     question: Annotated[str, typer.Argument(help="Your question.")],
     store: StoreOpt = None,
-    mode: Annotated[str, typer.Option(help="rag: answer from the documents, with citations; chat: the model alone.")] = "rag",
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="auto: choose per question; rag: from the documents, with citations; agent: with tools "
+            "(python, sql, table, search_docs); chat: the model alone."
+        ),
+    ] = "auto",
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of a database for the sql tool (default: ORCHARD_DB_URL).")] = None,
+    table: Annotated[list[Path] | None, typer.Option("--table", help="A CSV/XLSX file for the table tool (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer a question (streams; with --json prints the whole answer with its sources)."""
+    """Answer a question (streams; with --json prints the whole answer, its sources and tool calls)."""
     service = _service(store)
+    tables = [str(p) for p in table or ()]
     if as_json:
-        _print_json(service.ask(question, mode=mode))
+        _print_json(service.ask(question, mode=mode, db_url=db, tables=tables))
         return
     result: dict[str, Any] = {}
     started = time.perf_counter()
-    for chunk in service.stream(question, mode=mode):
+    for chunk in service.stream(question, mode=mode, db_url=db, tables=tables):
         if "answer" in chunk:
             typer.echo(chunk["answer"], nl=False)
-        result.update({k: v for k, v in chunk.items() if k != "answer"})
+        if "route" in chunk and chunk["route"] and "route" not in result:
+            route = chunk["route"]
+            typer.echo(f"[{route['mode']}{' → ' + route['tool'] if route['tool'] else ''}: {route['reason']}]", err=True)
+        if "tool_call" in chunk:
+            call = chunk["tool_call"]
+            shown = next(iter(call["input"].values()), "") if call["input"] else ""
+            typer.echo(f"[{call['tool']}] {shown}\n  → {call['output'][:500]}", err=True)
+        result.update({k: v for k, v in chunk.items() if k not in ("answer", "tool_call")})
     typer.echo("")
     sources = result.get("sources") or []
     if sources:
@@ -144,7 +160,7 @@ def ask(
         for src in sources:
             where = src["source"] + (f" — {src['section']}" if src.get("section") else "")
             typer.echo(f"  [{src['n']}] {where}")
-    if mode == "rag" and not result.get("grounded"):
+    if result.get("mode", mode) == "rag" and not result.get("grounded"):
         typer.echo("(not grounded in the documents)", err=True)
     typer.echo(f"({time.perf_counter() - started:.1f} s)", err=True)
 
@@ -251,6 +267,9 @@ def _add_subcommands() -> None:
     from orchard.cli_prompts import app as prompts_app
 
     app.add_typer(prompts_app, name="prompts", help="List, show and check prompt templates.")
+    from orchard.cli_tools import app as tools_app
+
+    app.add_typer(tools_app, name="tools", help="List the agent's tools and run one by hand.")
 
 
 _add_subcommands()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -59,12 +61,18 @@ class Settings(BaseSettings):
     dense_weight: float = Field(0.6, ge=0.0, le=1.0, description="0 = BM25 only, 1 = dense only")
     min_relevance: float = Field(0.3, ge=-1.0, le=1.0)
 
+    # Agent and tools.
+    tool_calling: Literal["routed", "auto"] = "routed"  # auto: the model calls tools itself (vLLM)
+    db_url: str | None = None  # SQLAlchemy URL of the database the sql tool reads
+    sql_max_rows: int = Field(200, ge=1, le=10000)
+    tool_timeout: float = Field(10.0, gt=0, le=300)
+
     @field_validator("data_dir", "store_dir", "cache_dir", "prompts_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("chroma_url", "store_dir", "cache_dir", "prompts_dir", mode="before")
+    @field_validator("chroma_url", "db_url", "store_dir", "cache_dir", "prompts_dir", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value if value not in ("", None) else None

@@ -97,6 +97,19 @@ def is_serving(base_url: str, *, timeout: float = 2.0) -> bool:
     return response.status_code == 200
 
 
+def is_listening(base_url: str, *, timeout: float = 1.0) -> bool:
+    """True when something accepts TCP connections at the URL's host and port."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", port_of(base_url)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def wait_until_serving(
     base_url: str, *, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None
 ) -> None:

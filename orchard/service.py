@@ -25,16 +25,21 @@ from orchard.config import Settings
 from orchard.errors import EmptyStore, ModelServerUnavailable, OrchardError
 from orchard.server import is_loopback
 
-MODES = ("rag", "chat")
+MODES = ("auto", "rag", "agent", "chat")
+AGENT_PROMPTS = ("agent_route", "agent_python", "agent_sql", "agent_answer")
+INTERNAL = "orchard:internal"  # tag of model calls whose tokens are not the answer (routing, writing code)
 
 
 def merge_chunks(chunks: Iterator[dict[str, Any]]) -> dict[str, Any]:
-    """Fold streamed chunks into one result (strings concatenate, other values are set)."""
+    """Fold streamed chunks into one result (answer tokens concatenate, each ``tool_call`` is
+    appended to ``tool_calls``, other values are set)."""
     result: dict[str, Any] = {}
     for chunk in chunks:
         for key, value in chunk.items():
             if key == "answer" and key in result:
                 result[key] += value
+            elif key == "tool_call":
+                result.setdefault("tool_calls", []).append(value)
             else:
                 result[key] = value
     return result
@@ -124,6 +129,46 @@ class ChatService:
         msg = f"unknown mode {mode!r}: choose one of {', '.join(MODES)}"
         raise OrchardError(msg)
 
+    # --- agent --------------------------------------------------------------------------------
+
+    def tools(self, *, db_url: str | None = None, tables: Any = (), schema_tools: bool | None = None) -> list[Any]:
+        """The tools for what is attached (``db_url`` defaults to ORCHARD_DB_URL; search_docs only
+        when documents are ingested)."""
+        from tools import build_tools
+
+        s = self.settings
+        return build_tools(
+            retriever=self.retriever if self.store.count() > 0 else None,
+            db_url=db_url or s.db_url,
+            tables=list(tables or ()),
+            max_rows=s.sql_max_rows,
+            timeout=s.tool_timeout,
+            schema_tools=(s.tool_calling == "auto") if schema_tools is None else schema_tools,
+        )
+
+    def agent_prompts(self) -> dict[str, Any]:
+        from orchard.prompts import load_prompt
+
+        return {name: load_prompt(name, user_dir=self.settings.prompts_dir) for name in AGENT_PROMPTS}
+
+    def router(self, tools: list[Any]) -> Any:
+        from agents.router import QuestionRouter
+
+        internal = self.llm.with_config(tags=[INTERNAL])
+        return QuestionRouter(llm=internal, prompt=self.agent_prompts()["agent_route"], tools=tools)
+
+    def agent(self, tools: list[Any], *, router: Any = None) -> Any:
+        from agents.agent import build_agent
+
+        return build_agent(
+            llm=self.llm,
+            tools=tools,
+            tool_calling=self.settings.tool_calling,
+            prompts=self.agent_prompts(),
+            router=router,
+            internal_tag=INTERNAL,
+        )
+
     # --- model server ---------------------------------------------------------------------------
 
     def ensure_model_server(self, *, timeout: float = 180.0) -> None:
@@ -139,6 +184,11 @@ class ChatService:
 
         s = self.settings
         if server.is_serving(s.llm_base_url):
+            return
+        if server.is_listening(s.llm_base_url):
+            # Something holds the port: llama.cpp's server does not answer while it is busy with
+            # another request (measured). Wait for it rather than start a second server.
+            server.wait_until_serving(s.llm_base_url, timeout=s.llm_timeout)
             return
         if not s.is_default_llm_url:
             raise ModelServerUnavailable(s.llm_base_url)
@@ -177,21 +227,39 @@ class ChatService:
 
     # --- use cases ----------------------------------------------------------------------------
 
-    def stream(self, question: str, *, history: Any = None, mode: str = "rag") -> Iterator[dict[str, Any]]:
-        """Stream the answer as chunks (``question``, ``sources``, ``answer`` tokens, ``grounded``).
+    def stream(
+        self,
+        question: str,
+        *,
+        history: Any = None,
+        mode: str = "auto",
+        db_url: str | None = None,
+        tables: Any = (),
+    ) -> Iterator[dict[str, Any]]:
+        """Stream the answer as chunks.
+
+        Every mode yields ``answer`` tokens; ``rag`` also ``question``, ``sources``, ``grounded``;
+        ``agent`` yields ``route``, one ``tool_call`` ({tool, input, output, ok}) per call and
+        ``sources`` from search_docs; ``auto`` first yields ``mode`` (the one it chose) and
+        ``route``, then the chosen mode's chunks.
 
         Raises:
-            EmptyStore: mode ``rag`` with nothing ingested.
+            EmptyStore: a documents question with nothing ingested.
             ModelServerUnavailable: the model endpoint does not answer.
         """
         import openai
 
+        if mode not in MODES:
+            msg = f"unknown mode {mode!r}: choose one of {', '.join(MODES)}"
+            raise OrchardError(msg)
         if mode == "rag" and self.store.count() == 0:
             raise EmptyStore(self.store.where)
-        chain = self.chain(mode)
         self.ensure_model_server()
         try:
-            yield from chain.stream({"question": question, "history": history or []})
+            if mode in ("auto", "agent"):
+                yield from self._stream_routed(question, history=history, mode=mode, db_url=db_url, tables=tables)
+            else:
+                yield from self.chain(mode).stream({"question": question, "history": history or []})
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise ModelServerUnavailable(self.settings.llm_base_url, type(exc).__name__) from exc
         except openai.APIError as exc:
@@ -201,15 +269,62 @@ class ChatService:
             )
             raise OrchardError(msg) from exc
 
-    def ask(self, question: str, *, history: Any = None, mode: str = "rag") -> dict[str, Any]:
-        """The whole answer at once: ``answer``, ``sources``, ``grounded``, ``model``, ``seconds``."""
+    def _stream_routed(self, question: str, *, history: Any, mode: str, db_url: str | None, tables: Any) -> Iterator[dict[str, Any]]:
+        from agents.router import describe_route
+
+        tools = self.tools(db_url=db_url, tables=tables)
+        router = self.router(tools)
+        if mode == "auto":
+            route = router.route(question)
+            if route.tool is None and route.kind == "documents":
+                raise EmptyStore(self.store.where)
+            yield {"mode": route.mode, "route": describe_route(route)}
+            if route.mode != "agent":
+                yield from self.chain(route.mode).stream({"question": question, "history": history or []})
+                return
+        yield from self._stream_agent(self.agent(tools, router=router), question, history=history)
+
+    def _stream_agent(self, agent: Any, question: str, *, history: Any) -> Iterator[dict[str, Any]]:
+        from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+
+        from chains.condense import as_messages
+
+        messages = [*as_messages(history), HumanMessage(question)]
+        calls: dict[str, dict[str, Any]] = {}
+        sources: list[dict[str, Any]] = []
+        for kind, data in agent.stream({"messages": messages}, stream_mode=["updates", "messages"]):
+            if kind == "messages":
+                chunk, meta = data
+                if isinstance(chunk, AIMessageChunk) and chunk.content and INTERNAL not in (meta.get("tags") or []):
+                    yield {"answer": str(chunk.content)}
+                continue
+            for update in data.values():
+                for message in (update or {}).get("messages", []):
+                    if isinstance(message, AIMessage):
+                        if "orchard_route" in message.response_metadata:
+                            yield {"route": message.response_metadata["orchard_route"]}
+                        calls.update({c["id"]: c for c in message.tool_calls})
+                    elif isinstance(message, ToolMessage):
+                        call = calls.get(message.tool_call_id, {"args": {}})
+                        yield {"tool_call": {"tool": message.name, "input": call["args"], "output": str(message.content), "ok": message.status != "error"}}
+                        if message.name == "search_docs" and message.artifact:
+                            offset = len(sources)
+                            sources += [{**r, "n": r["n"] + offset} for r in message.artifact]
+                            yield {"sources": list(sources)}
+
+    def ask(self, question: str, *, history: Any = None, mode: str = "auto", db_url: str | None = None, tables: Any = ()) -> dict[str, Any]:
+        """The whole answer at once: ``answer``, ``sources``, ``tool_calls``, ``mode`` (the one that
+        answered), ``route``, ``grounded``, ``model``, ``seconds``."""
         started = time.perf_counter()
-        result = merge_chunks(self.stream(question, history=history, mode=mode))
-        result.setdefault("answer", "")
+        result = merge_chunks(self.stream(question, history=history, mode=mode, db_url=db_url, tables=tables))
+        result["answer"] = result.get("answer", "").strip()
         result.setdefault("sources", [])
-        result.setdefault("grounded", False)
+        result.setdefault("tool_calls", [])
+        result.setdefault("mode", mode)
+        result.setdefault("route", None)
+        if result["mode"] == "rag":
+            result.setdefault("grounded", False)
         result["model"] = self.settings.llm_model
-        result["mode"] = mode
         result["seconds"] = round(time.perf_counter() - started, 3)
         return result
 

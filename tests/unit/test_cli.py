@@ -73,7 +73,7 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "orchard", "ask", "anything", "--store", str(tmp_path / "nothing")],
+        [sys.executable, "-m", "orchard", "ask", "anything", "--mode", "rag", "--store", str(tmp_path / "nothing")],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1

@@ -1,0 +1,117 @@
+"""The agent task set against the real model server: right tool and right answer, per kind, with time.
+
+Usage (a model server at --base-url; `orchard serve` starts the embedded one):
+
+    .venv/bin/python bench/agent_bench.py                  # all five kinds, --mode agent
+    .venv/bin/python bench/agent_bench.py --mode auto      # the same questions through the auto router
+    .venv/bin/python bench/agent_bench.py --kinds math sql
+
+Each kind attaches only its own data (mixed: everything). Results: bench/out/agents-*.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from agent_tasks import KINDS, TASKS, attached, make_harvest_csv, make_shop_db  # noqa: E402
+
+from orchard.config import Settings  # noqa: E402
+from orchard.service import ChatService  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+
+
+def services(work: Path, base_url: str) -> tuple[ChatService, ChatService]:
+    """(a service with an empty store, one with the sample documents ingested)."""
+    empty = ChatService(Settings(data_dir=work / "empty", llm_base_url=base_url))
+    docs = ChatService(Settings(data_dir=work / "docs", llm_base_url=base_url))
+    docs.ingest([ROOT / "samples"], progress=False)
+    return empty, docs
+
+
+def run_task(task, service: ChatService, *, mode: str, db_url: str | None, tables: list[str]) -> dict:
+    started = time.perf_counter()
+    try:
+        result = service.ask(task.question, mode=mode, db_url=db_url, tables=tables)
+    except Exception as exc:  # noqa: BLE001 - a crash is a failed task, recorded
+        return {"question": task.question, "error": f"{type(exc).__name__}: {exc}", "passed": False,
+                "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
+    used = [c["tool"] for c in result["tool_calls"]]
+    if task.tool == "search_docs" and result["mode"] == "rag":
+        used = ["search_docs"]  # auto mode answers documents questions with the RAG chain
+    right_tool = (task.tool in used) if task.tool else not used
+    right_answer = task.answer_ok(result["answer"])
+    return {
+        "question": task.question,
+        "expected_tool": task.tool,
+        "tools": used,
+        "mode": result["mode"],
+        "route": result.get("route"),
+        "inputs": [c["input"] for c in result["tool_calls"]],
+        "outputs": [c["output"][:300] for c in result["tool_calls"]],
+        "answer": result["answer"],
+        "right_tool": right_tool,
+        "right_answer": right_answer,
+        "passed": right_tool and right_answer,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--mode", default="agent", choices=["agent", "auto"])
+    parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="orchard-agents-") as tmp:
+        work = Path(tmp)
+        db_url = f"sqlite:///{make_shop_db(work / 'shop.sqlite')}"
+        harvest = str(make_harvest_csv(work / "harvest.csv"))
+        empty, docs = services(work, args.base_url)
+        docs.ensure_model_server()
+        rows: list[dict] = []
+        for kind in args.kinds:
+            with_db, with_file, with_docs = attached(kind)
+            for task in (t for t in TASKS if t.kind == kind):
+                row = run_task(task, docs if with_docs else empty, mode=args.mode,
+                               db_url=db_url if with_db else None, tables=[harvest] if with_file else [])  # fmt: skip
+                row["kind"] = kind
+                rows.append(row)
+                mark = "PASS" if row["passed"] else "FAIL"
+                print(f"{mark} {kind:<9} {row['seconds']:>6.1f}s {task.question}\n     tools={row.get('tools')} "
+                      f"answer={row.get('answer', row.get('error'))!r:.160}", flush=True)  # fmt: skip
+    summary = {}
+    for kind in args.kinds:
+        mine = [r for r in rows if r["kind"] == kind]
+        summary[kind] = {
+            "passed": sum(r["passed"] for r in mine),
+            "right_tool": sum(r.get("right_tool", False) for r in mine),
+            "right_answer": sum(r.get("right_answer", False) for r in mine),
+            "tasks": len(mine),
+            "median_seconds": round(statistics.median(r["seconds"] for r in mine), 1),
+        }
+    result = {"command": " ".join(sys.argv), "mode": args.mode, "base_url": args.base_url, "cpus": os.cpu_count(),
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "summary": summary, "tasks": rows}  # fmt: skip
+    name = OUT / f"agents-{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    name.write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    for kind, s in summary.items():
+        print(f"{kind:<10} passed {s['passed']}/{s['tasks']}  tool {s['right_tool']}  answer {s['right_answer']}  median {s['median_seconds']} s")
+    print(f"written {name}")
+
+
+if __name__ == "__main__":
+    main()
