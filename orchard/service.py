@@ -285,7 +285,7 @@ class ChatService:
         yield from self._stream_agent(self.agent(tools, router=router), question, history=history)
 
     def _stream_agent(self, agent: Any, question: str, *, history: Any) -> Iterator[dict[str, Any]]:
-        from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+        from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
         from chains.condense import as_messages
 
@@ -295,7 +295,8 @@ class ChatService:
         for kind, data in agent.stream({"messages": messages}, stream_mode=["updates", "messages"]):
             if kind == "messages":
                 chunk, meta = data
-                if isinstance(chunk, AIMessageChunk) and chunk.content and INTERNAL not in (meta.get("tags") or []):
+                # Tokens (AIMessageChunk) from a streaming model; one AIMessage from one that is not.
+                if isinstance(chunk, AIMessage) and chunk.content and INTERNAL not in (meta.get("tags") or []):
                     yield {"answer": str(chunk.content)}
                 continue
             for update in data.values():

@@ -482,7 +482,7 @@ class PythonTool(BaseTool):
     def _run(self, code: str, run_manager: CallbackManagerForToolRun | None = None) -> str:
         result = run_python(code, limits=self.limits)
         if result.ok:
-            return result.output or "(the program printed nothing: print() the answer)"
+            return result.output.rstrip("\n") or "(the program printed nothing: print() the answer)"
         if result.refused:
             raise ToolRefused(result.error)
         printed = f"\nIt printed before that:\n{result.output[-2000:]}" if result.output.strip() else ""
