@@ -63,7 +63,7 @@ def error_of(directory: Path, name: str, text: str) -> tuple[Path, str]:
 
 
 def test_packaged_names_are_found_and_each_has_its_required_variables() -> None:
-    assert PROMPT_NAMES == ("chat", "condense_question", "rag_answer")
+    assert PROMPT_NAMES == ("agent_answer", "agent_python", "agent_route", "agent_sql", "chat", "condense_question", "rag_answer")
     assert set(REQUIRED_VARIABLES) == set(PROMPT_NAMES)
     assert check_prompts(user_dir=None) == []
 
@@ -324,10 +324,8 @@ def test_cli_list_json_and_table(cli: CliRunner, user_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [row["name"] for row in rows] == list(PROMPT_NAMES)
-    assert {row["name"]: row["origin"] for row in rows} == {
-        "chat": "override", "condense_question": "packaged", "rag_answer": "packaged"
-    }
-    assert rows[0]["path"] == str(user_dir / "chat.yaml")
+    assert {row["name"]: row["origin"] for row in rows} == {name: "override" if name == "chat" else "packaged" for name in PROMPT_NAMES}
+    assert next(row for row in rows if row["name"] == "chat")["path"] == str(user_dir / "chat.yaml")
 
     table = cli.invoke(app, ["list"])
     assert table.exit_code == 0

@@ -128,7 +128,7 @@ def test_a_trivial_program_round_trips_well_under_a_second() -> None:
 
 def test_tool_returns_the_printed_output() -> None:
     tool = PythonTool()
-    assert tool.invoke({"code": "print(sum(n * n for n in range(1, 101)))"}) == "338350\n"
+    assert tool.invoke({"code": "print(sum(n * n for n in range(1, 101)))"}) == "338350"
     assert tool.invoke({"code": "x = 1"}) == "(the program printed nothing: print() the answer)"
 
 
@@ -152,7 +152,7 @@ def test_tool_errors_come_back_as_text_inside_an_agent() -> None:
 
 def test_run_tool_shapes() -> None:
     tool = PythonTool()
-    assert run_tool(tool, {"code": "print(2 ** 10)"}) == {"ok": True, "output": "1024\n", "error": None}
+    assert run_tool(tool, {"code": "print(2 ** 10)"}) == {"ok": True, "output": "1024", "error": None}
     refused = run_tool(tool, {"code": "import os\nos.system('id')"})
     assert refused["ok"] is False and refused["output"] == ""
     assert refused["error"] == "refused: starting processes (os.system) is not allowed in the sandbox (line 2)"
@@ -163,7 +163,7 @@ def test_run_tool_shapes() -> None:
 
 
 async def test_tool_async() -> None:
-    assert await PythonTool().ainvoke({"code": "print(6 * 7)"}) == "42\n"
+    assert await PythonTool().ainvoke({"code": "print(6 * 7)"}) == "42"
 
 
 def test_tool_description_tells_the_model_how_to_use_it() -> None:
