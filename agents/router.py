@@ -15,7 +15,7 @@ chat -> no tool / the chat chain.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,20 @@ DATA_TOOLS = ("sql", "table")
 #: The chain that answers each tool's questions in ``--mode auto``.
 MODE_OF_TOOL = {"python": "agent", "sql": "agent", "table": "agent", "search_docs": "rag", None: "chat"}
 
-_ARITHMETIC = re.compile(r"\d\s*(?:[-+*/^%x×÷]|\*\*)\s*\d|\d+(?:\.\d+)?\s*%\s*of\b|\bsquare root\b|\bfactorial\b", re.I)
+_ARITHMETIC = re.compile(r"\d\s*(?:[-+*/^%x×÷]|\*\*)\s*\d|\d+(?:\.\d+)?\s*%\s*of\b", re.I)
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?")
+_MATH_WORDS = re.compile(
+    r"\b(?:prime|factorial|squares?|squared|cubed?|root|power|percent|times|divided|plus|minus|sum|average|mean|"
+    r"median|product|multiply|multiplied|add|subtract|compute|calculate|convert|interest|digits?|divisible|modulo)\b",
+    re.I,
+)
+
+
+def computable(question: str) -> bool:
+    """Could a program answer this from the question alone? It needs operands: two numbers, or one
+    number and a word of arithmetic. ("harvested in 2025" has one number and is a lookup.)"""
+    numbers = len(_NUMBER.findall(question))
+    return bool(_ARITHMETIC.search(question)) or numbers >= 2 or (numbers >= 1 and bool(_MATH_WORDS.search(question)))
 
 
 @dataclass(frozen=True)
@@ -101,10 +114,22 @@ class QuestionRouter:
         llm: the chat model that proposes a kind of question.
         prompt: the ``agent_route`` prompt (variables ``question``, ``tables``).
         tools: the tools available; data tools that offer ``vocabulary()`` are matched by name.
+        relevance: how well the documents match a question (the best passage's cosine
+            similarity); with ``min_relevance``, decides documents vs chat when the model's kind
+            does not fit. None: any question may go to the documents.
     """
 
-    def __init__(self, *, llm: Runnable, prompt: ChatPromptTemplate, tools: Iterable[BaseTool]) -> None:
+    def __init__(
+        self,
+        *,
+        llm: Runnable,
+        prompt: ChatPromptTemplate,
+        tools: Iterable[BaseTool],
+        relevance: Callable[[str], float] | None = None,
+        min_relevance: float = 0.3,
+    ) -> None:
         self.llm = llm
+        self.relevance, self.min_relevance = relevance, min_relevance
         self.prompt = prompt
         self.tools = {t.name: t for t in tools}
         self.terms = {name: schema_terms(self.tools[name]) for name in DATA_TOOLS if name in self.tools}
@@ -134,6 +159,11 @@ class QuestionRouter:
             self._decided[question] = self._route(question)
         return self._decided[question]
 
+    def documents_match(self, question: str) -> bool:
+        if "search_docs" not in self.tools:
+            return False
+        return self.relevance is None or self.relevance(question) >= self.min_relevance
+
     def _route(self, question: str) -> Route:
         kind = self.propose(question)
         data_tool, matched = self.data_match(question)
@@ -141,18 +171,21 @@ class QuestionRouter:
         # Naming one thing of the data is enough unless the model saw documents or chat: then two.
         if data_tool and (kind in (None, "data", "compute") or len(matched) >= 2):
             return Route(data_tool, "data", f"names {', '.join(matched)} of the {data_tool} data", matched)
-        if (kind == "compute" or _ARITHMETIC.search(question)) and has("python"):
-            return Route("python", "compute", "a computation")
+        if has("python") and (_ARITHMETIC.search(question) or (kind in (None, "compute", "data") and computable(question))):
+            return Route("python", "compute", "a computation from the numbers in the question")
         if kind == "chat":
             return Route(None, "chat", "small talk")
         if kind == "data" and not has("search_docs"):
             only = [n for n in DATA_TOOLS if has(n)]
             if len(only) == 1:
                 return Route(only[0], "data", f"a data question and only {only[0]} is attached")
-        if has("search_docs"):
-            why = "the model called it a data question, but it names nothing in the data" if kind == "data" else "a question for the documents"
-            return Route("search_docs", "documents", why)
-        return Route(None, kind or "chat", "no tool fits")
+        if self.documents_match(question):
+            why = {"data": "the model called it a data question, but it names nothing in the data",
+                   "compute": "the model called it a computation, but the question has nothing to compute"}  # fmt: skip
+            return Route("search_docs", "documents", why.get(kind or "", "a question for the documents"))
+        if kind == "documents" and not has("search_docs"):
+            return Route(None, "documents", "a question for the documents, but none are ingested")
+        return Route(None, "chat", "nothing in the documents or the data matches")
 
 
 def describe_route(route: Route) -> dict[str, Any]:

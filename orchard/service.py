@@ -155,7 +155,20 @@ class ChatService:
         from agents.router import QuestionRouter
 
         internal = self.llm.with_config(tags=[INTERNAL])
-        return QuestionRouter(llm=internal, prompt=self.agent_prompts()["agent_route"], tools=tools)
+        return QuestionRouter(
+            llm=internal,
+            prompt=self.agent_prompts()["agent_route"],
+            tools=tools,
+            relevance=self.relevance,
+            min_relevance=self.settings.min_relevance,
+        )
+
+    def relevance(self, question: str) -> float:
+        """How well the documents match ``question``: the best passage's cosine similarity."""
+        if self.store.count() == 0:
+            return 0.0
+        docs = self.retriever.invoke(question, k=1)
+        return max((float(d.metadata.get("dense_score") or 0.0) for d in docs), default=0.0)
 
     def agent(self, tools: list[Any], *, router: Any = None) -> Any:
         from agents.agent import build_agent

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_cited_answer_from_the_documents(live_service) -> None:
-    result = live_service.ask("When should apple trees be pruned?")
+    result = live_service.ask("When should apple trees be pruned?", mode="rag")
     assert result["grounded"] is True, result
     assert result["cited"], f"no inline citation in: {result['answer']!r}"
     cited_sources = {result["sources"][n - 1]["source"] for n in result["cited"]}
@@ -27,14 +27,14 @@ def test_cited_answer_from_the_documents(live_service) -> None:
 
 
 def test_question_the_documents_cannot_answer(live_service) -> None:
-    result = live_service.ask("What is the boiling point of liquid nitrogen?")
+    result = live_service.ask("What is the boiling point of liquid nitrogen?", mode="rag")
     assert result["grounded"] is False
     assert result["answer"] == NO_ANSWER or "do not answer" in result["answer"].lower()
 
 
 def test_answer_streams_token_by_token(live_service) -> None:
     stamps = []
-    for chunk in live_service.stream("Who coordinates the volunteers?"):
+    for chunk in live_service.stream("Who coordinates the volunteers?", mode="rag"):
         if "answer" in chunk:
             stamps.append(time.perf_counter())
     assert len(stamps) > 3
@@ -46,7 +46,7 @@ def test_follow_up_question_uses_the_conversation(live_service) -> None:
         {"role": "user", "content": "When are apple trees pruned?"},
         {"role": "assistant", "content": "In late winter [1]."},
     ]
-    result = live_service.ask("And plums?", history=history)
+    result = live_service.ask("And plums?", history=history, mode="rag")
     assert "plum" in result["question"].lower()
     assert result["grounded"] is True
     assert "summer" in result["answer"].lower(), result["answer"]

@@ -153,11 +153,23 @@ def test_the_kind_is_read_from_the_reply(reply: str, kind: str | None) -> None:
         ("documents", "What does the guide say about Lisbon?", "search_docs"),  # one is not enough
         ("chat", "good morning", None),
         ("nonsense", "What is 3 * 4?", "python"),  # arithmetic in the question
+        ("compute", "Is 97 a prime number?", "python"),  # one number and a word of arithmetic
+        ("compute", "How many kilograms of Bramley were harvested in 2025?", "search_docs"),  # a lookup, not a sum
+        ("compute", "Tell me a joke", "search_docs"),  # nothing to compute
     ],
 )
 def test_routing_rules(proposed: str, question: str, tool: str | None) -> None:
     router = QuestionRouter(llm=ScriptedToolModel(replies=[proposed]), prompt=load_prompt("agent_route"), tools=[python, FakeSQL(), search_docs])
     assert router.route(question).tool == tool
+
+
+@pytest.mark.parametrize(("relevance", "tool"), [(0.6, "search_docs"), (0.1, None)])
+def test_documents_are_chosen_only_when_they_match(relevance: float, tool: str | None) -> None:
+    router = QuestionRouter(
+        llm=ScriptedToolModel(replies=["compute"]), prompt=load_prompt("agent_route"), tools=[python, search_docs],
+        relevance=lambda q: relevance, min_relevance=0.3,
+    )  # fmt: skip
+    assert router.route("Tell me a joke").tool == tool
 
 
 def test_the_route_prompt_lists_the_attached_tables() -> None:
