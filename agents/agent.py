@@ -31,7 +31,9 @@ from agents.router import QuestionRouter, Route, describe_route
 from agents.writers import ToolInputWriter, schema_of
 
 TOOL_CALLING = ("routed", "auto")
-OUTPUT_IN_ANSWER_PROMPT = 1500  # characters of a tool's output the answering model reads
+#: Characters of a tool's output the answering model reads (search_docs: its whole passage budget).
+OUTPUT_IN_ANSWER_PROMPT = {"search_docs": 2800}
+OUTPUT_IN_ANSWER_PROMPT_DEFAULT = 1500
 
 SYSTEM_PROMPT = (
     "You are a careful assistant with tools. Use a tool when the question needs computation, the "
@@ -97,7 +99,7 @@ class RoutedToolCalling(AgentMiddleware):
             question=question,
             tool=last.name,
             tool_input=str(tool_input),
-            tool_output=str(last.content)[:OUTPUT_IN_ANSWER_PROMPT],
+            tool_output=str(last.content)[: OUTPUT_IN_ANSWER_PROMPT.get(last.name, OUTPUT_IN_ANSWER_PROMPT_DEFAULT)],
         )
         return handler(request.override(system_message=answer_messages[0], messages=answer_messages[1:], tools=[]))
 

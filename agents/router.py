@@ -173,7 +173,7 @@ class QuestionRouter:
             return Route(data_tool, "data", f"names {', '.join(matched)} of the {data_tool} data", matched)
         if has("python") and (_ARITHMETIC.search(question) or (kind in (None, "compute", "data") and computable(question))):
             return Route("python", "compute", "a computation from the numbers in the question")
-        if kind == "chat":
+        if kind == "chat" and not self.documents_match(question):
             return Route(None, "chat", "small talk")
         if kind == "data" and not has("search_docs"):
             only = [n for n in DATA_TOOLS if has(n)]
@@ -181,7 +181,8 @@ class QuestionRouter:
                 return Route(only[0], "data", f"a data question and only {only[0]} is attached")
         if self.documents_match(question):
             why = {"data": "the model called it a data question, but it names nothing in the data",
-                   "compute": "the model called it a computation, but the question has nothing to compute"}  # fmt: skip
+                   "compute": "the model called it a computation, but the question has nothing to compute",
+                   "chat": "the model called it small talk, but the documents match it"}  # fmt: skip
             return Route("search_docs", "documents", why.get(kind or "", "a question for the documents"))
         if kind == "documents" and not has("search_docs"):
             return Route(None, "documents", "a question for the documents, but none are ingested")
