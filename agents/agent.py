@@ -8,7 +8,8 @@ Two ways to call tools, one graph:
   "auto" tool calls come back as text): a :class:`~agents.router.QuestionRouter` picks the tool,
   a :class:`~agents.writers.ToolInputWriter` writes its input as a code block, the middleware
   below turns that into a real tool call, the tool runs in the agent's tool node, a failed call is
-  rewritten once with the error, and the final answer is written from the tool's result.
+  rewritten once with the error, and the final answer is written from the tool's result (and
+  checked against it: :mod:`agents.checks`).
 
 Either way the result is an ordinary ``create_agent`` state; :func:`agent_result` reads it into
 ``{"answer", "sources", "tool_calls", "route"}``.
@@ -27,6 +28,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMes
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import BaseTool
 
+from agents.checks import checked_answer
 from agents.router import QuestionRouter, Route, describe_route
 from agents.writers import ToolInputWriter, schema_of
 
@@ -101,7 +103,14 @@ class RoutedToolCalling(AgentMiddleware):
             tool_input=str(tool_input),
             tool_output=str(last.content)[: OUTPUT_IN_ANSWER_PROMPT.get(last.name, OUTPUT_IN_ANSWER_PROMPT_DEFAULT)],
         )
-        return handler(request.override(system_message=answer_messages[0], messages=answer_messages[1:], tools=[]))
+        response = handler(request.override(system_message=answer_messages[0], messages=answer_messages[1:], tools=[]))
+        for message in response.result:
+            if isinstance(message, AIMessage) and not message.tool_calls:
+                text, kept = checked_answer(str(message.content), tool=last.name, output=str(last.content), ok=last.status != "error")
+                if not kept:
+                    message.content = text
+                    message.response_metadata["orchard_answer_replaced"] = True
+        return response
 
 
 def data_system_prompt(tools: Sequence[BaseTool]) -> str:

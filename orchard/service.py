@@ -305,26 +305,23 @@ class ChatService:
         messages = [*as_messages(history), HumanMessage(question)]
         calls: dict[str, dict[str, Any]] = {}
         sources: list[dict[str, Any]] = []
-        for kind, data in agent.stream({"messages": messages}, stream_mode=["updates", "messages"]):
-            if kind == "messages":
-                chunk, meta = data
-                # Tokens (AIMessageChunk) from a streaming model; one AIMessage from one that is not.
-                if isinstance(chunk, AIMessage) and chunk.content and INTERNAL not in (meta.get("tags") or []):
-                    yield {"answer": str(chunk.content)}
-                continue
-            for update in data.values():
-                for message in (update or {}).get("messages", []):
-                    if isinstance(message, AIMessage):
-                        if "orchard_route" in message.response_metadata:
-                            yield {"route": message.response_metadata["orchard_route"]}
-                        calls.update({c["id"]: c for c in message.tool_calls})
-                    elif isinstance(message, ToolMessage):
-                        call = calls.get(message.tool_call_id, {"args": {}})
-                        yield {"tool_call": {"tool": message.name, "input": call["args"], "output": str(message.content), "ok": message.status != "error"}}
-                        if message.name == "search_docs" and message.artifact:
-                            offset = len(sources)
-                            sources += [{**r, "n": r["n"] + offset} for r in message.artifact]
-                            yield {"sources": list(sources)}
+        # The answer comes from the model node's update, not its tokens: the routed agent checks
+        # the answer against the tool's result and may replace it (agents/checks.py).
+        for update in (u for step in agent.stream({"messages": messages}, stream_mode="updates") for u in step.values()):
+            for message in (update or {}).get("messages", []):
+                if isinstance(message, AIMessage):
+                    if "orchard_route" in message.response_metadata:
+                        yield {"route": message.response_metadata["orchard_route"]}
+                    calls.update({c["id"]: c for c in message.tool_calls})
+                    if not message.tool_calls and message.content:
+                        yield {"answer": str(message.content)}
+                elif isinstance(message, ToolMessage):
+                    call = calls.get(message.tool_call_id, {"args": {}})
+                    yield {"tool_call": {"tool": message.name, "input": call["args"], "output": str(message.content), "ok": message.status != "error"}}
+                    if message.name == "search_docs" and message.artifact:
+                        offset = len(sources)
+                        sources += [{**r, "n": r["n"] + offset} for r in message.artifact]
+                        yield {"sources": list(sources)}
 
     def ask(self, question: str, *, history: Any = None, mode: str = "auto", db_url: str | None = None, tables: Any = ()) -> dict[str, Any]:
         """The whole answer at once: ``answer``, ``sources``, ``tool_calls``, ``mode`` (the one that

@@ -191,3 +191,31 @@ def test_the_route_prompt_lists_the_attached_tables() -> None:
 )
 def test_code_is_extracted_from_the_reply(reply: str, code: str) -> None:
     assert extract_code(reply, "python") == code
+
+
+@pytest.mark.parametrize(
+    ("tool", "output", "answer", "kept"),
+    [
+        ("python", "1307674368000", "15! is 1,307,674,368,000.", True),
+        ("python", "1307674368000", "The factorial of 15 is not defined in Python.", False),
+        ("sql", "population\n67000\n(1 row)", "The population of Faro is 670,000.", False),
+        ("sql", "population\n67000\n(1 row)", "Faro has 67000 people.", True),
+        ("sql", "SUM(amount)\n467.0\n(1 row)", "The total is 467.", True),
+        ("table", "name\nLisbon\n(1 row)", "lisbon is the largest.", True),
+        ("sql", "name | n\nLisbon | 3\n(1 row)", "Whatever.", True),  # not a single value: not checked
+        ("python", "1\n2", "Whatever.", True),
+    ],
+)
+def test_an_answer_must_state_a_single_result(tool: str, output: str, answer: str, kept: bool) -> None:
+    from agents.checks import checked_answer
+
+    text, was_kept = checked_answer(answer, tool=tool, output=output, ok=True)
+    assert was_kept is kept
+    if not kept:
+        assert text == f"The {tool} result is {output.splitlines()[1] if tool != 'python' else output}."
+
+
+def test_a_wrong_number_in_the_answer_is_replaced_in_the_agent_state() -> None:
+    model = ScriptedToolModel(replies=["compute", "```python\nprint(sum(i*i for i in range(1, 101)))\n```", "It is 338,000."])
+    result = run(model, [python], "What is the sum of the squares from 1 to 100?")
+    assert result["answer"] == "The python result is 338350."
