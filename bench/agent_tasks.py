@@ -12,7 +12,6 @@ Used by ``bench/run.py agents`` (the whole set, recorded in RESULTS.md) and by
 from __future__ import annotations
 
 import csv
-import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,8 +76,10 @@ class Task:
     expected: tuple[str, ...]  # the answer must contain one of these (case-insensitive)
 
     def answer_ok(self, answer: str) -> bool:
-        plain = re.sub(r"(?<=\d),(?=\d{3}\b)", "", answer).lower()  # 338,350 -> 338350
-        return any(e.lower() in plain for e in self.expected)
+        """Numbers compare as numbers (338,350 = 338350; 670,000 is not 67000), text as a phrase."""
+        from agents.checks import states_value
+
+        return any(states_value(answer, expected) for expected in self.expected)
 
 
 def _lisbon_orders() -> int:
@@ -108,7 +109,7 @@ TASKS: tuple[Task, ...] = (
     Task("documents", "Who is the orchard coordinator?", "search_docs", ("Maya Okafor",)),
     Task("documents", "Which apple variety is a triploid?", "search_docs", ("Bramley",)),
     Task("mixed", "Compute 15 factorial.", "python", ("1307674368000",)),
-    Task("mixed", "What is the population of Faro?", "sql", ("67000", "67,000", "67 000")),
+    Task("mixed", "What is the population of Faro?", "sql", ("67000",)),
     Task("mixed", "What was the Bramley harvest in kg in 2022?", "table", ("1200",)),
     Task("mixed", "How long is bottled juice pasteurised for?", "search_docs", ("20 minutes",)),
     Task("mixed", "How many orders were placed in total?", "sql", (str(len(ORDERS)),)),

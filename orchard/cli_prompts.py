@@ -35,7 +35,7 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """Each prompt with its origin (packaged or override) and description."""
-    rows = list_prompts(user_dir=Settings().prompts_dir)
+    rows = list_prompts(user_dir=Settings().prompts_path)
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -52,7 +52,7 @@ def show_command(
 ) -> None:
     """Print the YAML of the prompt file in use, after a comment saying which file it is."""
     try:
-        path, origin = prompt_source(name, user_dir=Settings().prompts_dir)
+        path, origin = prompt_source(name, user_dir=Settings().prompts_path)
     except PromptError as exc:
         return _fail(str(exc))
     try:
@@ -66,7 +66,9 @@ def show_command(
 @app.command("check")
 def check_command() -> None:
     """Validate every prompt (packaged and overrides); exit code 1 if any is invalid."""
-    user_dir = Settings().prompts_dir
+    settings = Settings()
+    # An explicit ORCHARD_PROMPTS_DIR must exist; the default folder only once something is saved.
+    user_dir = settings.prompts_dir or (settings.prompts_path if settings.prompts_path.is_dir() else None)
     problems = check_prompts(user_dir=user_dir)
     for row in list_prompts(user_dir=user_dir):
         if not any(f"prompt file {row['path']}:" in problem for problem in problems):

@@ -86,5 +86,10 @@ class Settings(BaseSettings):
         return self.cache_dir or self.data_dir / "cache"
 
     @property
+    def prompts_path(self) -> Path:
+        """Where prompt and constitution overrides live (the app's editor saves here)."""
+        return self.prompts_dir or self.data_dir / "prompts"
+
+    @property
     def is_default_llm_url(self) -> bool:
         return self.llm_base_url.rstrip("/") == DEFAULT_LLM_BASE_URL

@@ -47,12 +47,16 @@ class IngestReport:
         return asdict(self)
 
 
-def discover(paths: Iterable[str | Path], report: IngestReport) -> list[tuple[Path, str]]:
-    """Expand files and folders (recursively) into ``(path, source)`` pairs, sorted, unique."""
+def discover(paths: Iterable[str | Path], report: IngestReport, *, base: Path | None = None) -> list[tuple[Path, str]]:
+    """Expand files and folders (recursively) into ``(path, source)`` pairs, sorted, unique.
+
+    A relative path is read below ``base`` (default: the working directory); sources keep the
+    path as given (the app ingests ``uploads/report.pdf`` below its data folder).
+    """
     found: dict[str, Path] = {}
     for given in paths:
         given_str = str(given)
-        root = Path(given_str)
+        root = base / given_str if base is not None and not Path(given_str).is_absolute() else Path(given_str)
         if root.is_dir():
             def unreadable(error: OSError, _given: str = given_str, _root: Path = root) -> None:
                 where = Path(error.filename or _root)
@@ -73,7 +77,7 @@ def discover(paths: Iterable[str | Path], report: IngestReport) -> list[tuple[Pa
                             {"path": source, "reason": f"unsupported file type {path.suffix or '(none)'}"}
                         )
         elif root.is_file():
-            found.setdefault(root.as_posix(), root)
+            found.setdefault(Path(given_str).as_posix(), root)
         else:
             report.files_failed.append({"path": given_str, "error": "no such file or folder"})
     return [(path, source) for source, path in sorted(found.items())]
@@ -98,6 +102,7 @@ def ingest(
     batch_chunks: int = 1024,
     progress: bool = True,
     on_file: Callable[[str, str], None] | None = None,
+    base: Path | None = None,
 ) -> IngestReport:
     """Ingest ``paths`` into ``store``; see the module docstring for the rules.
 
@@ -110,11 +115,12 @@ def ingest(
         progress: show a progress bar on stderr.
         on_file: called with ``(source, status)`` per file (``indexed``, ``unchanged``,
             ``skipped``, ``failed``), e.g. for a UI.
+        base: where relative paths are read from (default: the working directory).
     """
     started = time.perf_counter()
     paths = [str(p) for p in paths]
     report = IngestReport()
-    files = discover(paths, report)
+    files = discover(paths, report, base=base)
     known = store.file_hashes()
     seen: set[str] = set()
     pending: list[tuple[str, list[Document]]] = []

@@ -30,14 +30,24 @@ AGENT_PROMPTS = ("agent_route", "agent_python", "agent_sql", "agent_answer")
 INTERNAL = "orchard:internal"  # tag of model calls whose tokens are not the answer (routing, writing code)
 
 
+def safe_file_name(name: str) -> str:
+    """A name without folders or control characters ("../../x.pdf" -> "x.pdf"; "" if nothing is left)."""
+    base = Path(str(name).replace("\\", "/")).name
+    cleaned = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*').strip().lstrip(".")
+    return cleaned[:200]
+
+
 def merge_chunks(chunks: Iterator[dict[str, Any]]) -> dict[str, Any]:
-    """Fold streamed chunks into one result (answer tokens concatenate, each ``tool_call`` is
-    appended to ``tool_calls``, other values are set)."""
+    """Fold streamed chunks into one result (``answer`` and ``draft`` tokens concatenate,
+    ``critiques`` lists add up, each ``tool_call`` is appended to ``tool_calls``, other values
+    are set)."""
     result: dict[str, Any] = {}
     for chunk in chunks:
         for key, value in chunk.items():
-            if key == "answer" and key in result:
+            if key in ("answer", "draft") and key in result:
                 result[key] += value
+            elif key == "critiques":
+                result.setdefault("critiques", []).extend(value)
             elif key == "tool_call":
                 result.setdefault("tool_calls", []).append(value)
             else:
@@ -110,17 +120,20 @@ class ChatService:
             stream_usage=False,
         )
 
-    def chain(self, mode: str) -> Any:
+    def chain(self, mode: str, *, user: str | None = None) -> Any:
+        """The ``rag`` or ``chat`` chain; with ``user``, their preferences reach the model."""
         from chains.chat import build_chat_chain
+        from chains.preferences import with_preferences
         from chains.rag import build_rag_chain
         from orchard.prompts import load_prompt
 
-        user_dir = self.settings.prompts_dir
+        user_dir = self.settings.prompts_path
+        llm = with_preferences(self.llm, self.preferences(user))
         if mode == "chat":
-            return build_chat_chain(llm=self.llm, prompt=load_prompt("chat", user_dir=user_dir))
+            return build_chat_chain(llm=llm, prompt=load_prompt("chat", user_dir=user_dir))
         if mode == "rag":
             return build_rag_chain(
-                llm=self.llm,
+                llm=llm,
                 retriever=self.retriever,
                 answer_prompt=load_prompt("rag_answer", user_dir=user_dir),
                 condense_prompt=load_prompt("condense_question", user_dir=user_dir),
@@ -149,7 +162,7 @@ class ChatService:
     def agent_prompts(self) -> dict[str, Any]:
         from orchard.prompts import load_prompt
 
-        return {name: load_prompt(name, user_dir=self.settings.prompts_dir) for name in AGENT_PROMPTS}
+        return {name: load_prompt(name, user_dir=self.settings.prompts_path) for name in AGENT_PROMPTS}
 
     def router(self, tools: list[Any]) -> Any:
         from agents.router import QuestionRouter
@@ -181,6 +194,189 @@ class ChatService:
             router=router,
             internal_tag=INTERNAL,
         )
+
+    # --- the app's state: conversations, feedback, preference profiles -------------------------
+
+    @cached_property
+    def database(self) -> Any:
+        from orchard.db import Database, db_path
+
+        return Database(db_path(self.settings.data_dir))
+
+    @cached_property
+    def conversations(self) -> Any:
+        from orchard.history import ConversationStore
+
+        return ConversationStore(self.database)
+
+    @cached_property
+    def feedback(self) -> Any:
+        from orchard.feedback import FeedbackStore
+
+        return FeedbackStore(self.database)
+
+    @cached_property
+    def profiles(self) -> Any:
+        from orchard.feedback import ProfileStore
+
+        return ProfileStore(self.database)
+
+    def rate(self, *, user: str, conversation_id: str, message_id: int, rating: str, comment: str | None = None) -> Any:
+        """Store a rating of an answer with its prompt, the context the model saw, its sources and
+        model; then refresh the user's preference profile from their ratings."""
+        messages = self.conversations.messages(user, conversation_id)
+        answer, question = None, ""
+        for message in messages:
+            versions = (message, *message.alternatives)
+            found = next((v for v in versions if v.id == message_id), None)
+            if found is not None:
+                answer = found
+                break
+            if message.role == "user":
+                question = message.content
+        if answer is None or answer.role != "assistant":
+            from orchard.db import NotFound
+
+            raise NotFound(f"no answer {message_id} in this conversation")
+        meta = answer.meta
+        record = self.feedback.add(
+            user=user,
+            prompt=meta.get("question") or question,
+            response=answer.content,
+            rating=rating,
+            comment=comment or None,
+            conversation_id=conversation_id,
+            message_id=message_id,
+            context=[s.get("text", "") for s in meta.get("sources", [])] or None,
+            sources=[{k: s.get(k) for k in ("n", "source", "section")} for s in meta.get("sources", [])],
+            model=meta.get("model") or self.settings.llm_model,
+        )
+        self.profiles.update_profile_from_feedback(user)
+        return record
+
+    def preferences(self, user: str | None) -> str:
+        """What the user's profile adds to their prompts ('' without a user or a profile)."""
+        if not user:
+            return ""
+        from orchard.feedback import profile_instructions
+
+        return profile_instructions(self.profiles.get(user))
+
+    # --- the document library -----------------------------------------------------------------
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.settings.data_dir / "uploads"
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every document in the store: ``source``, ``chunks``, ``uploaded`` (kept by the app)."""
+        return [
+            {"source": source, "chunks": chunks, "uploaded": source.startswith("uploads/")}
+            for source, chunks in sorted(self.store.sources().items())
+        ]
+
+    def delete_document(self, source: str) -> int:
+        """Remove a document's chunks (and the app's copy of an uploaded file); chunks removed."""
+        removed = self.store.delete(self.store.chunk_ids(source))
+        if source.startswith("uploads/"):
+            target = (self.settings.data_dir / source).resolve()
+            if target.is_relative_to(self.uploads_dir.resolve()):
+                target.unlink(missing_ok=True)
+        return removed
+
+    def upload(self, files: list[tuple[str, bytes]], *, on_file: Any = None) -> Any:
+        """Keep uploaded files under ``<data_dir>/uploads`` and ingest them (incrementally).
+
+        Names are reduced to a safe file name; the report lists each file by ``uploads/NAME``.
+        """
+        from orchard.ingest import IngestReport
+
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        given: list[str] = []
+        refused = IngestReport()
+        for name, data in files:
+            safe = safe_file_name(name)
+            if not safe:
+                refused.files_failed.append({"path": name, "error": "not a usable file name"})
+                continue
+            (self.uploads_dir / safe).write_bytes(data)
+            given.append(f"uploads/{safe}")
+        report = self.ingest(given, progress=False, on_file=on_file, base=self.settings.data_dir) if given else refused
+        if given:
+            report.files_failed[:0] = refused.files_failed
+        return report
+
+    def reindex(self, *, on_file: Any = None) -> Any:
+        """Read every uploaded file again (changed ones are re-embedded, deleted ones pruned)."""
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        return self.ingest(["uploads"], prune=True, progress=False, on_file=on_file, base=self.settings.data_dir)
+
+    def attach_table(self, conversation_id: str, name: str, data: bytes) -> Path:
+        """Keep a CSV/XLSX attached to a conversation under ``<data_dir>/tables/<conversation>``."""
+        safe = safe_file_name(name)
+        if not safe or Path(safe).suffix.lower() not in (".csv", ".tsv", ".xlsx"):
+            msg = f"{name}: attach a CSV, TSV or XLSX file"
+            raise OrchardError(msg)
+        folder = self.settings.data_dir / "tables" / safe_file_name(conversation_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / safe).write_bytes(data)
+        return folder / safe
+
+    # --- prompt templates and the constitution (the same files `orchard prompts` uses) --------
+
+    def prompt_rows(self) -> list[dict[str, str]]:
+        from orchard.prompts import list_prompts
+
+        return list_prompts(user_dir=self.settings.prompts_path)
+
+    def prompt_text(self, name: str, *, packaged: bool = False) -> str:
+        from orchard.prompts import prompt_text
+
+        return prompt_text(name, user_dir=self.settings.prompts_path, packaged=packaged)
+
+    def validate_prompt(self, name: str, text: str) -> list[str]:
+        from orchard.prompts import validate_prompt_text
+
+        return validate_prompt_text(name, text)
+
+    def save_prompt(self, name: str, text: str) -> Path:
+        from orchard.prompts import save_prompt
+
+        return save_prompt(name, text, user_dir=self.settings.prompts_path)
+
+    def reset_prompt(self, name: str) -> bool:
+        from orchard.prompts import reset_prompt
+
+        return reset_prompt(name, user_dir=self.settings.prompts_path)
+
+    def constitution_text(self, *, packaged: bool = False) -> str:
+        from orchard.constitution import constitution_text
+
+        return constitution_text(None if packaged else self.settings.prompts_path)
+
+    def validate_constitution(self, text: str) -> list[str]:
+        from orchard.constitution import validate_constitution_text
+
+        return validate_constitution_text(text)
+
+    def save_constitution(self, text: str) -> Path:
+        from orchard.constitution import save_constitution
+
+        return save_constitution(text, self.settings.prompts_path)
+
+    def reset_constitution(self) -> bool:
+        from orchard.constitution import reset_constitution
+
+        return reset_constitution(self.settings.prompts_path)
+
+    # --- settings the app edits ---------------------------------------------------------------
+
+    def save_settings(self, changes: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+        """Validate and persist ``changes``: (new settings, {}) or (None, {field: message}).
+        The caller builds a new service from the new settings (clients depend on them)."""
+        from orchard.user_settings import save_changes
+
+        return save_changes(self.settings, changes)
 
     # --- model server ---------------------------------------------------------------------------
 
@@ -248,13 +444,17 @@ class ChatService:
         mode: str = "auto",
         db_url: str | None = None,
         tables: Any = (),
+        user: str | None = None,
+        critique: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """Stream the answer as chunks.
 
         Every mode yields ``answer`` tokens; ``rag`` also ``question``, ``sources``, ``grounded``;
         ``agent`` yields ``route``, one ``tool_call`` ({tool, input, output, ok}) per call and
         ``sources`` from search_docs; ``auto`` first yields ``mode`` (the one it chose) and
-        ``route``, then the chosen mode's chunks.
+        ``route``, then the chosen mode's chunks. ``user``: their preference profile is added to
+        the rag and chat prompts. ``critique``: the answer streams as ``draft``, then one
+        ``critiques`` chunk per principle of the constitution, then the final ``answer``.
 
         Raises:
             EmptyStore: a documents question with nothing ingested.
@@ -270,9 +470,10 @@ class ChatService:
         self.ensure_model_server()
         try:
             if mode in ("auto", "agent"):
-                yield from self._stream_routed(question, history=history, mode=mode, db_url=db_url, tables=tables)
+                chunks = self._stream_routed(question, history=history, mode=mode, db_url=db_url, tables=tables, user=user)
             else:
-                yield from self.chain(mode).stream({"question": question, "history": history or []})
+                chunks = self.chain(mode, user=user).stream({"question": question, "history": history or []})
+            yield from (self._critiqued(question, chunks) if critique else chunks)
         except (openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise ModelServerUnavailable(self.settings.llm_base_url, type(exc).__name__) from exc
         except openai.APIError as exc:
@@ -282,7 +483,38 @@ class ChatService:
             )
             raise OrchardError(msg) from exc
 
-    def _stream_routed(self, question: str, *, history: Any, mode: str, db_url: str | None, tables: Any) -> Iterator[dict[str, Any]]:
+    def _critiqued(self, question: str, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Stream ``chunks`` with the answer as ``draft``; then critique and revise it."""
+        from chains.constitutional import build_critique_chain
+        from chains.rag import cited_numbers
+        from orchard.constitution import load_constitution
+
+        critic = build_critique_chain(llm=self.llm, constitution=load_constitution(self.settings.prompts_path))
+        draft, result = "", {}
+        for chunk in chunks:
+            for key, value in chunk.items():
+                if key == "answer":
+                    draft += value
+                    yield {"draft": value}
+                else:
+                    result[key] = value
+                    yield {key: value}
+        sources = result.get("sources") or []
+        context = "\n\n".join(f"[{s['n']}] {s.get('text', '')}" for s in sources)
+        answer = ""
+        for chunk in critic.stream({"question": result.get("question") or question, "answer": draft.strip(), "context": context}):
+            if "critiques" in chunk:
+                yield {"critiques": chunk["critiques"]}
+            if "answer" in chunk:
+                answer += chunk["answer"]
+                yield {"answer": chunk["answer"]}
+        if answer.strip() != draft.strip() and sources:
+            cited = cited_numbers(answer, len(sources))
+            yield {"cited": cited, "grounded": bool(cited) and bool(result.get("grounded", True))}
+
+    def _stream_routed(
+        self, question: str, *, history: Any, mode: str, db_url: str | None, tables: Any, user: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         from agents.router import describe_route
 
         tools = self.tools(db_url=db_url, tables=tables)
@@ -293,7 +525,7 @@ class ChatService:
                 raise EmptyStore(self.store.where)
             yield {"mode": route.mode, "route": describe_route(route)}
             if route.mode != "agent":
-                yield from self.chain(route.mode).stream({"question": question, "history": history or []})
+                yield from self.chain(route.mode, user=user).stream({"question": question, "history": history or []})
                 return
         yield from self._stream_agent(self.agent(tools, router=router), question, history=history)
 
@@ -323,11 +555,26 @@ class ChatService:
                         sources += [{**r, "n": r["n"] + offset} for r in message.artifact]
                         yield {"sources": list(sources)}
 
-    def ask(self, question: str, *, history: Any = None, mode: str = "auto", db_url: str | None = None, tables: Any = ()) -> dict[str, Any]:
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Any = None,
+        mode: str = "auto",
+        db_url: str | None = None,
+        tables: Any = (),
+        user: str | None = None,
+        critique: bool = False,
+    ) -> dict[str, Any]:
         """The whole answer at once: ``answer``, ``sources``, ``tool_calls``, ``mode`` (the one that
-        answered), ``route``, ``grounded``, ``model``, ``seconds``."""
+        answered), ``route``, ``grounded``, ``model``, ``seconds`` (with ``critique``: also
+        ``draft`` and ``critiques``)."""
         started = time.perf_counter()
-        result = merge_chunks(self.stream(question, history=history, mode=mode, db_url=db_url, tables=tables))
+        chunks = self.stream(question, history=history, mode=mode, db_url=db_url, tables=tables, user=user, critique=critique)
+        result = merge_chunks(chunks)
+        if critique:
+            result["draft"] = result.get("draft", "").strip()
+            result.setdefault("critiques", [])
         result["answer"] = result.get("answer", "").strip()
         result.setdefault("sources", [])
         result.setdefault("tool_calls", [])
@@ -352,10 +599,13 @@ class ChatService:
             for d in docs
         ]
 
-    def ingest(self, paths: list[str | Path], *, prune: bool = False, progress: bool = True, on_file: Any = None) -> Any:
+    def ingest(
+        self, paths: list[str | Path], *, prune: bool = False, progress: bool = True, on_file: Any = None, base: Path | None = None
+    ) -> Any:
         from orchard.ingest import ingest
 
-        return ingest(paths, store=self.store, prune=prune, progress=progress, on_file=on_file)
+        with self._lock:  # one ingestion at a time per process (two browser tabs uploading)
+            return ingest(paths, store=self.store, prune=prune, progress=progress, on_file=on_file, base=base)
 
     def status(self) -> dict[str, Any]:
         """Endpoint, model and store facts for a status line (never raises for a down server)."""

@@ -18,7 +18,9 @@ Example::
 
 from __future__ import annotations
 
+import os
 import string
+import tempfile
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
@@ -294,3 +296,58 @@ def check_prompts(*, user_dir: Path | None = None) -> list[str]:
         except PromptError as exc:
             problems.append(str(exc))
     return problems
+
+
+# --- editing (the app's prompt editor; the same files `orchard prompts` reads) ---------------
+
+
+def prompt_text(name: str, *, user_dir: Path | None = None, packaged: bool = False) -> str:
+    """The text of the file in use (or of the packaged default with ``packaged=True``)."""
+    path, _ = prompt_source(name, user_dir=None if packaged else user_dir)
+    return path.read_text(encoding="utf-8")
+
+
+def validate_prompt_text(name: str, text: str) -> list[str]:
+    """Problems of ``text`` as the prompt ``name`` (empty: valid). Messages name the field or the
+    variable, without the temporary file's path."""
+    if name not in PROMPT_NAMES:
+        return [f"unknown prompt {name!r}; known prompts: {', '.join(PROMPT_NAMES)}"]
+    with tempfile.TemporaryDirectory(prefix="orchard-prompt-") as tmp:
+        path = Path(tmp) / f"{name}.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            load_prompt_file(path, expected=REQUIRED_VARIABLES.get(name))
+        except PromptError as exc:
+            message = str(exc).replace(f"prompt file {path}: ", "").replace(str(path), f"{name}.yaml")
+            return [line.strip() for line in message.split("; ") if line.strip()]
+    return []
+
+
+def save_prompt(name: str, text: str, *, user_dir: Path) -> Path:
+    """Validate ``text`` and write it as the user's override of ``name`` (atomically).
+
+    Raises:
+        PromptError: invalid (nothing written; every problem in the message) or not writable.
+    """
+    if problems := validate_prompt_text(name, text):
+        raise PromptError(f"prompt {name} not saved: " + "; ".join(problems))
+    target = Path(user_dir) / f"{name}.yaml"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".yaml", dir=target.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text if text.endswith("\n") else text + "\n")
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise PromptError(f"prompt file {target}: cannot be written ({exc})") from None
+    return target
+
+
+def reset_prompt(name: str, *, user_dir: Path) -> bool:
+    """Delete the user's override of ``name``; True if there was one."""
+    prompt_source(name)  # unknown names are an error
+    target = Path(user_dir) / f"{name}.yaml"
+    if target.exists():
+        target.unlink()
+        return True
+    return False

@@ -1,0 +1,89 @@
+"""Settings saved from the app: validated, persisted in ``<data_dir>/settings.json``.
+
+The app's settings page changes a few fields (:data:`EDITABLE`). They are saved as JSON next to
+the rest of the app's state and applied on top of the environment and ``.env`` by
+:func:`load_settings`, which the app and the CLI both use: the latest explicit choice wins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchard.config import Settings
+
+#: The fields the app edits, with a label for each.
+EDITABLE: dict[str, str] = {
+    "llm_base_url": "Model endpoint (OpenAI-compatible URL)",
+    "llm_model": "Model name",
+    "llm_temperature": "Temperature",
+    "top_k": "Passages per answer (top-k)",
+    "dense_weight": "Hybrid weight (0 = keywords only, 1 = meaning only)",
+}
+FILE_NAME = "settings.json"
+
+
+def settings_file(data_dir: Path) -> Path:
+    return Path(data_dir) / FILE_NAME
+
+
+def saved_overrides(data_dir: Path) -> dict[str, Any]:
+    """The saved fields (a missing or unreadable file: none; unknown fields are ignored)."""
+    try:
+        raw = json.loads(settings_file(data_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in raw.items() if k in EDITABLE} if isinstance(raw, dict) else {}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Environment and ``.env``, then the app's saved settings, then ``overrides``."""
+    base = Settings(**overrides)
+    saved = saved_overrides(base.data_dir)
+    if not saved:
+        return base
+    try:
+        return Settings(**{**saved, **overrides})
+    except ValidationError:
+        return base  # a hand-broken file must not lock the user out
+
+
+def validate_changes(current: Settings, changes: dict[str, Any]) -> tuple[Settings | None, dict[str, str]]:
+    """(the new settings, {}) or (None, {field: message}) for invalid changes."""
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        return None, {name: "not editable here" for name in unknown}
+    try:
+        fields = current.model_dump(exclude_unset=False)
+        fields = {k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v) for k, v in fields.items()}
+        return Settings(**{**fields, **changes}), {}
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            errors[field] = error["msg"]
+        return None, errors
+
+
+def save_changes(current: Settings, changes: dict[str, Any]) -> tuple[Settings | None, dict[str, str]]:
+    """Validate ``changes`` and persist them with the earlier saved ones (atomically)."""
+    new, errors = validate_changes(current, changes)
+    if new is None:
+        return None, errors
+    path = settings_file(current.data_dir)
+    merged = {**saved_overrides(current.data_dir), **{k: getattr(new, k) for k in changes}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(merged, handle, indent=2)
+    os.replace(tmp, path)
+    return new, {}
+
+
+def reset_saved(data_dir: Path) -> None:
+    settings_file(data_dir).unlink(missing_ok=True)
