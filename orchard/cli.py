@@ -132,17 +132,44 @@ def ask(
     ] = "auto",
     db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of a database for the sql tool (default: ORCHARD_DB_URL).")] = None,
     table: Annotated[list[Path] | None, typer.Option("--table", help="A CSV/XLSX file for the table tool (repeatable).")] = None,
+    critique: Annotated[
+        bool,
+        typer.Option(
+            "--critique",
+            help="Critique the draft against the constitution (orchard/constitution.yaml, or constitution.yaml in "
+            "ORCHARD_PROMPTS_DIR) and revise it if needed; the draft and critiques go to stderr (with --json: "
+            "`draft` and `critiques` next to `answer`). Costs 1-4 more model calls.",
+        ),
+    ] = False,
+    user: Annotated[str | None, typer.Option("--user", help="Answer for this user: their preference profile (`orchard profile show`) is added to the prompt.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question (streams; with --json prints the whole answer, its sources and tool calls)."""
+    if user is not None:
+        from orchard.db import validate_user
+
+        try:
+            user = validate_user(user)
+        except ValueError as exc:
+            _fail(str(exc))
     service = _service(store)
     tables = [str(p) for p in table or ()]
     if as_json:
-        _print_json(service.ask(question, mode=mode, db_url=db, tables=tables))
+        _print_json(service.ask(question, mode=mode, db_url=db, tables=tables, user=user, critique=critique))
         return
     result: dict[str, Any] = {}
     started = time.perf_counter()
-    for chunk in service.stream(question, mode=mode, db_url=db, tables=tables):
+    drafting = False
+    for chunk in service.stream(question, mode=mode, db_url=db, tables=tables, user=user, critique=critique):
+        if "draft" in chunk:
+            if not drafting:
+                typer.echo("[draft] ", err=True, nl=False)
+                drafting = True
+            typer.echo(chunk["draft"], err=True, nl=False)
+        for item in chunk.get("critiques", ()):
+            reason = " ".join(str(item.get("critique", "")).split())
+            verdict = "revise" if item.get("needs_revision") else "ok"
+            typer.echo(f"\n[critique {item.get('principle')}: {verdict}] {reason[:300]}", err=True)
         if "answer" in chunk:
             typer.echo(chunk["answer"], nl=False)
         if "route" in chunk and chunk["route"] and "route" not in result:
@@ -152,7 +179,7 @@ def ask(
             call = chunk["tool_call"]
             shown = next(iter(call["input"].values()), "") if call["input"] else ""
             typer.echo(f"[{call['tool']}] {shown}\n  → {call['output'][:500]}", err=True)
-        result.update({k: v for k, v in chunk.items() if k not in ("answer", "tool_call")})
+        result.update({k: v for k, v in chunk.items() if k not in ("answer", "tool_call", "draft", "critiques")})
     typer.echo("")
     sources = result.get("sources") or []
     if sources:
@@ -270,6 +297,11 @@ def _add_subcommands() -> None:
     from orchard.cli_tools import app as tools_app
 
     app.add_typer(tools_app, name="tools", help="List the agent's tools and run one by hand.")
+    from orchard.cli_feedback import app as feedback_app
+    from orchard.cli_feedback import profile_app
+
+    app.add_typer(feedback_app, name="feedback", help="Ratings: add (import), list, export as DPO/SFT/JSONL training data.")
+    app.add_typer(profile_app, name="profile", help="Show, set or delete a user's preference profile.")
 
 
 _add_subcommands()
