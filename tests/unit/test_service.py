@@ -42,6 +42,9 @@ def test_merge_chunks_concatenates_the_answer() -> None:
     assert merged == {"sources": [1], "answer": "ab", "grounded": True}
 
 
+# langchain-openai creates (and closes) a socket to probe which TCP keep-alive options the system
+# supports; no connection is made, but pytest-socket warns about it.
+@pytest.mark.filterwarnings("ignore:A test tried to use socket.socket")
 def test_the_token_limit_reaches_llama_cpp_too() -> None:
     payload = ChatService(Settings(llm_max_tokens=77)).llm._get_request_payload("hi")
     assert payload["extra_body"] == {"max_tokens": 77}  # llama-cpp-python ignores max_completion_tokens
