@@ -57,7 +57,7 @@ def test_the_table_tool_is_used_for_an_attached_file(tmp_path: Path) -> None:
     result = service_with(model, tmp_path).ask("Total harvest kg in 2023?", mode="agent", tables=[str(harvest)])
     assert result["tool_calls"][0]["tool"] == "table" and "3117" in result["tool_calls"][0]["output"]
     # The writer was shown the file's schema with sample rows.
-    assert "table harvest" in model.calls[1][0].content and "Gala" in model.calls[1][0].content
+    assert "table harvest" in model.calls[1][-1].content and "Gala" in model.calls[1][-1].content
 
 
 def test_auto_mode_with_an_empty_store_says_how_to_add_documents(tmp_path: Path) -> None:
