@@ -1,0 +1,254 @@
+"""The chat page with a scripted service: answers, sources, agent steps, critique, history, feedback."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchard.errors import EmptyStore, ModelServerUnavailable
+from tests.app.fakes import PYTHON_PROGRAM
+from tests.app.helpers import ask, button, texts
+
+pytestmark = pytest.mark.usefixtures("library")
+
+
+def choose_mode(at, mode: str):
+    at.segmented_control[0].set_value(mode).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_welcome_asks_for_a_name_and_keeps_it_in_the_url(open_app) -> None:
+    at = open_app(user=None)
+    assert "Welcome to Orchard" in at.title[0].value
+    assert not at.chat_input
+    at.text_input[0].input("  Ana  ")
+    button(at, "Start chatting").click().run()
+    assert not at.exception
+    assert at.query_params["user"] == "Ana"
+    assert at.chat_input(key="question")
+    assert "What would you like to know?" in texts(at)
+
+
+def test_an_empty_name_is_refused_with_a_message(open_app) -> None:
+    at = open_app(user=None)
+    at.text_input[0].input("   ")
+    button(at, "Start chatting").click().run()
+    assert not at.exception
+    assert "enter a name" in at.error[0].value
+    assert "user" not in at.query_params
+
+
+def test_a_cited_answer_streams_with_numbered_sources(open_app, service) -> None:
+    at = choose_mode(open_app(), "rag")
+    ask(at, "When are apple trees pruned?")
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    answer = at.chat_message[1]
+    assert "late winter" in answer.markdown[0].value
+    assert answer.markdown[0].value.endswith(":green-badge[1]")  # the [1] citation, as a badge
+    labels = [e.label for e in at.expander]
+    assert labels[0] == "[1] " + service.search("When are apple trees pruned?", k=1)[0]["source"]
+    assert "more passages retrieved, not cited" in labels[1]
+    assert "Sources · 1 cited of 3 retrieved" in texts(at)
+    assert "Apple and pear trees are pruned in late winter" in at.expander[0].text[0].value
+    assert service.calls[-1]["mode"] == "rag" and service.calls[-1]["user"] == "ana"
+
+
+def test_the_conversation_is_stored_and_resumed_after_a_reload(open_app, service) -> None:
+    at = open_app()
+    ask(at, "When are apple trees pruned?")
+    conversation = at.query_params["c"]
+    reloaded = open_app(c=conversation)  # a new browser session with the same URL
+    assert [m.name for m in reloaded.chat_message] == ["user", "assistant"]
+    assert reloaded.chat_message[0].markdown[0].value == "When are apple trees pruned?"
+    assert "late winter" in reloaded.chat_message[1].markdown[0].value
+    assert reloaded.subheader[0].value == "When are apple trees pruned?"  # the first question is the title
+    assert [b.label for b in reloaded.sidebar.button if b.key == f"open_{conversation}"] == ["When are apple trees pruned?"]
+
+
+def test_the_history_goes_with_a_follow_up(open_app, service) -> None:
+    at = choose_mode(open_app(), "chat")
+    ask(at, "Hi")
+    ask(at, "And then?")
+    assert service.calls[1]["history"] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]
+    assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
+
+
+def test_the_mode_belongs_to_the_conversation(open_app, service) -> None:
+    at = choose_mode(open_app(), "chat")
+    ask(at, "Hi")
+    chat_id = at.query_params["c"]
+    assert service.conversations.get("ana", chat_id).mode == "chat"
+    button(at, "New chat").click().run()
+    ask(at, "When are apple trees pruned?")
+    assert service.calls[-1]["mode"] == "auto"
+    at.sidebar.button(key=f"open_{chat_id}").click().run()
+    assert at.segmented_control[0].value == "chat"
+    ask(at, "Again")
+    assert service.calls[-1]["mode"] == "chat"
+
+
+def test_auto_says_which_mode_answered_and_why(open_app) -> None:
+    at = ask(open_app(), "When are apple trees pruned?")
+    footer = [c for c in at.chat_message[1].caption if "Auto → Documents" in c.value]
+    assert footer and "qwen2.5-coder-0.5b-instruct" in footer[0].value
+
+
+def test_agent_steps_show_each_tool_with_the_program_as_code(open_app) -> None:
+    at = choose_mode(open_app(), "agent")
+    ask(at, "What is 17 * 23?")
+    steps = at.chat_message[1].status[0]
+    assert steps.label == "Agent · 1 step: Python program"
+    assert steps.state == "complete"
+    program = [c for c in steps.code if c.language == "python"]
+    assert program and program[0].value == PYTHON_PROGRAM
+    assert any(c.value == "391" for c in steps.code)
+    assert at.chat_message[1].markdown[-1].value == "17 × 23 = 391."
+
+
+def test_critique_shows_the_draft_each_check_and_the_revision(open_app, service) -> None:
+    at = choose_mode(open_app(), "rag")
+    at.toggle[0].set_value(True).run()
+    ask(at, "When are apple trees pruned?")
+    assert service.calls[-1]["critique"] is True
+    box = at.chat_message[1].status[0]
+    assert box.label == "Critique & revision · revised for: honest"
+    shown = "\n".join(m.value for m in box.markdown)
+    assert "late winter" in shown  # the draft
+    assert "**harmless** :green-badge[passes]" in shown and "**honest** :orange-badge[needs revision]" in shown
+    assert "It sounds too sure." in "\n".join(c.value for c in box.caption)
+    assert any(m.value.startswith("Revised: I am not certain") for m in at.chat_message[1].markdown)
+    assert "The answer below is the revision." in "\n".join(c.value for c in box.caption)
+
+
+def test_the_critique_toggle_survives_a_page_switch(open_app, service) -> None:
+    at = open_app()
+    at.toggle[0].set_value(True).run()
+    at.switch_page("ui/pages/library.py").run()
+    at.switch_page("ui/pages/chat.py").run()
+    assert not at.exception
+    assert at.toggle[0].value is True
+
+
+def test_a_thumb_is_stored_with_prompt_answer_sources_and_model(open_app, service) -> None:
+    at = choose_mode(open_app(), "rag")
+    ask(at, "When are apple trees pruned?")
+    at.feedback[0].set_value(1).run()
+    assert not at.exception
+    [rating] = service.feedback.list("ana")
+    assert rating.rating == "up" and rating.prompt == "When are apple trees pruned?"
+    assert "late winter" in rating.response and rating.model == "qwen2.5-coder-0.5b-instruct"
+    assert rating.sources[0]["n"] == 1 and rating.context and "late winter" in rating.context[0]
+    assert "Thanks, your feedback is saved." in [t.value for t in at.toast]
+
+
+def test_a_comment_goes_with_the_rating(open_app, service) -> None:
+    at = choose_mode(open_app(), "rag")
+    ask(at, "When are apple trees pruned?")
+    send = button(at, "Send feedback")
+    assert send.disabled  # rate first
+    at.feedback[0].set_value(0).run()
+    message_id = service.feedback.list("ana")[0].message_id
+    at.text_area(key=f"comment_{message_id}").input("Too long; answer in one sentence.")
+    button(at, "Send feedback").click().run()
+    assert not at.exception
+    [rating] = service.feedback.list("ana")
+    assert rating.rating == "down" and rating.comment == "Too long; answer in one sentence."
+    assert service.profiles.get("ana")  # the profile learned from it
+
+
+def test_regenerate_keeps_the_earlier_answer_as_an_alternative(open_app, service) -> None:
+    at = choose_mode(open_app(), "rag")
+    ask(at, "When are apple trees pruned?")
+    first = service.conversations.messages("ana", at.query_params["c"])[1]
+    at.feedback[0].set_value(0).run()  # the first answer: rejected
+    button(at, "Regenerate").click().run()
+    assert not at.exception
+    assert len(service.calls) == 2
+    [question, answer] = service.conversations.messages("ana", at.query_params["c"])
+    assert [a.id for a in answer.alternatives] == [first.id]
+    assert "Answer 2 of 2" in texts(at)
+    at.feedback(key=f"rating_{answer.id}").set_value(1).run()  # the second: preferred
+    pairs = service.feedback.export("dpo", user="ana")
+    assert len(pairs) == 1 and pairs[0]["prompt"] == "When are apple trees pruned?"
+    at.button(key=f"older_{answer.id}").click().run()  # view the earlier answer
+    assert "Answer 1 of 2" in texts(at)
+    assert service.conversations.messages("ana", at.query_params["c"])[1].id == first.id
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ModelServerUnavailable("http://127.0.0.1:8000/v1"), "orchard serve"),
+        (EmptyStore("/data/store"), "Add documents"),
+        (RuntimeError("boom"), "Something went wrong while answering (RuntimeError)"),
+    ],
+)
+def test_errors_are_messages_and_the_question_is_kept(open_app, service, error, expected) -> None:
+    service.error = error
+    at = ask(open_app(), "Will this work?")
+    assert expected in at.error[0].value
+    assert at.chat_message[0].markdown[0].value == "Will this work?"
+    [stored] = service.conversations.messages("ana", at.query_params["c"])
+    assert stored.content == "Will this work?"
+    service.error = None
+    reloaded = open_app(c=at.query_params["c"])
+    assert "This question has no answer yet." in texts(reloaded)
+    button(reloaded, "Answer it now").click().run()
+    assert not reloaded.exception
+    assert [m.name for m in reloaded.chat_message] == ["user", "assistant"]
+    assert len(service.conversations.messages("ana", at.query_params["c"])) == 2
+
+
+def test_nobody_sees_another_users_conversations(open_app, service) -> None:
+    ana = ask(open_app(), "Ana's private question")
+    ana_chat = ana.query_params["c"]
+    bob = open_app(user="bob", c=ana_chat)  # even with Ana's link
+    assert not bob.chat_message
+    assert "Ana's private question" not in texts(bob) + " ".join(b.label for b in bob.sidebar.button)
+    assert bob.query_params.get("c") in (None, "")
+    assert "Your conversations will appear here." in texts(bob)
+
+
+def test_rename_and_delete_a_conversation(open_app, service) -> None:
+    at = ask(open_app(), "First question")
+    chat_id = at.query_params["c"]
+    at.menu_button[0].click("Rename").run()
+    field = [t for t in at.text_input if t.label == "New title"][0]
+    field.input("Pruning notes")
+    button(at, "Rename").click().run()
+    assert not at.exception
+    assert service.conversations.get("ana", chat_id).title == "Pruning notes"
+    assert at.subheader[0].value == "Pruning notes"
+    at.menu_button[0].click("Delete").run()
+    assert "cannot be undone" in at.warning[0].value
+    button(at, "Cancel").click().run()
+    assert service.conversations.list("ana")
+    at.menu_button[0].click("Delete").run()
+    button(at, "Delete conversation").click().run()
+    assert not at.exception
+    assert service.conversations.list("ana") == []
+    assert at.subheader[0].value == "New chat" and not at.chat_message
+
+
+def test_new_chat_starts_an_empty_conversation(open_app, service) -> None:
+    at = ask(open_app(), "First question")
+    button(at, "New chat").click().run()
+    assert not at.chat_message and "c" not in at.query_params
+    ask(at, "Second question")
+    assert len(service.conversations.list("ana")) == 2
+    assert len(service.calls[-1]["history"]) == 0
+
+
+def test_data_sources_are_attached_to_the_conversation(open_app, service) -> None:
+    at = open_app()
+    at.file_uploader[0].upload("sales.csv", b"region,total\nnorth,10\nsouth,32\n", "text/csv").run()
+    assert not at.exception
+    chat_id = at.query_params["c"]
+    [table] = service.conversations.get("ana", chat_id).tables
+    assert table.endswith("sales.csv")
+    at.text_input(key=f"db_url_{chat_id}").input("sqlite:////tmp/shop.db")
+    button(at, "Save URL").click().run()
+    assert service.conversations.get("ana", chat_id).db_url == "sqlite:////tmp/shop.db"
+    choose_mode(at, "agent")
+    ask(at, "What is 17 * 23?")
+    assert service.calls[-1]["tables"] == [table] and service.calls[-1]["db_url"] == "sqlite:////tmp/shop.db"

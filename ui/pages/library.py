@@ -1,0 +1,5 @@
+"""The library page (a file, so `AppTest.switch_page("ui/pages/library.py")` can open it)."""
+
+from ui import library
+
+library.page()

@@ -1,0 +1,256 @@
+"""The settings page: model and retrieval, prompt templates, the constitution, my preferences."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import streamlit as st
+
+from ui import editor, errors, state
+
+TABS = ["Model & retrieval", "Prompts", "Constitution", "My preferences"]
+FIELDS = {
+    "llm_base_url": "Model endpoint",
+    "llm_model": "Model name",
+    "llm_temperature": "Temperature",
+    "top_k": "Passages per answer (top-k)",
+    "dense_weight": "Hybrid weight",
+}
+
+
+def page() -> None:
+    state.show_flashes()
+    st.header("Settings", anchor=False)
+    model_tab, prompts_tab, constitution_tab, preferences_tab = st.tabs(TABS, key="settings_tab")
+    with model_tab:
+        with errors.guard("showing the model settings"):
+            model_settings()
+    with prompts_tab:
+        with errors.guard("showing the prompts"):
+            prompts()
+    with constitution_tab:
+        with errors.guard("showing the constitution"):
+            constitution()
+    with preferences_tab:
+        with errors.guard("showing your preferences"):
+            preferences()
+
+
+# --- model and retrieval -------------------------------------------------------------------
+
+
+def model_settings() -> None:
+    current = state.service().settings
+    problems: dict[str, str] = st.session_state.get("settings_problems") or {}
+    left, right = st.columns([3, 2], gap="large")
+    with left, st.form("model_settings", border=True):
+        st.markdown("**Model**")
+        st.text_input(FIELDS["llm_base_url"], value=current.llm_base_url, key="set_llm_base_url",
+                      help="Any OpenAI-compatible chat endpoint: the embedded llama.cpp server, vLLM, …")  # fmt: skip
+        _problem(problems, "llm_base_url")
+        st.text_input(FIELDS["llm_model"], value=current.llm_model, key="set_llm_model",
+                      help="The name the server knows the model by.")  # fmt: skip
+        _problem(problems, "llm_model")
+        st.slider(FIELDS["llm_temperature"], 0.0, 2.0, float(current.llm_temperature), 0.05, key="set_llm_temperature",
+                  help="0 answers the same way every time; higher is more varied.")  # fmt: skip
+        _problem(problems, "llm_temperature")
+        st.markdown("**Retrieval**")
+        st.number_input(FIELDS["top_k"], 1, 50, int(current.top_k), 1, key="set_top_k",
+                        help="How many passages each documents answer reads (and may cite).")  # fmt: skip
+        _problem(problems, "top_k")
+        st.slider(FIELDS["dense_weight"], 0.0, 1.0, float(current.dense_weight), 0.05, key="set_dense_weight",
+                  help="0 = keywords only (BM25), 1 = meaning only (embeddings); in between mixes both.")  # fmt: skip
+        _problem(problems, "dense_weight")
+        submitted = st.form_submit_button("Save settings", type="primary", icon=":material/save:")
+    with right:
+        connection()
+    if submitted:
+        save_settings(current)
+
+
+def _problem(problems: dict[str, str], field: str) -> None:
+    if field in problems:
+        st.error(f"{FIELDS.get(field, field)}: {problems[field]}", icon=":material/error:")
+
+
+def save_settings(current: Any) -> None:
+    changes = {}
+    for field in FIELDS:
+        value = st.session_state.get(f"set_{field}")
+        if isinstance(value, str):
+            value = value.strip()
+        if value != getattr(current, field):
+            changes[field] = value
+    if not changes:
+        st.session_state["settings_problems"] = None
+        st.toast("Nothing changed.", icon=":material/info:")
+        return
+    try:
+        new, problems = state.service().save_settings(changes)
+    except Exception as exc:
+        errors.show(exc, action="saving the settings")
+        return
+    if problems:
+        st.session_state["settings_problems"] = problems  # the typed values stay in their fields
+        st.rerun()
+    st.session_state["settings_problems"] = None
+    state.replace_service(new)
+    state.flash(f"Settings saved ({', '.join(FIELDS[f] for f in changes)}).")
+    st.rerun()
+
+
+def connection() -> None:
+    with st.container(border=True):
+        st.markdown("**Connection**")
+        info = state.status()
+        if st.button("Check again", icon=":material/sync:", key="check_connection", type="tertiary"):
+            info = state.status(fresh=True)
+        if "error" in info:
+            st.error(info["error"], icon=":material/error:")
+        elif info.get("model_server_up"):
+            st.success(f"The model server answers at {info.get('llm_base_url')}.", icon=":material/check_circle:")
+        else:
+            st.warning(
+                f"Nothing answers at {info.get('llm_base_url')}. Start the embedded server with "
+                "`orchard serve`, or enter the URL of a running OpenAI-compatible server.",
+                icon=":material/power_off:",
+            )
+        st.caption(f"Library: {info.get('chunks', 0):,} passages in `{info.get('store', '?')}`")
+        st.caption("Saved settings apply to every user of this Orchard and to the `orchard` command line.")
+
+
+# --- prompt templates and the constitution ---------------------------------------------------
+
+
+def prompts() -> None:
+    svc = state.service()
+    rows = {row["name"]: row for row in svc.prompt_rows()}
+    st.caption(
+        "The templates Orchard sends to the model. Your versions are saved as files next to your data "
+        "(the same files `orchard prompts` lists) and apply from the next question on."
+    )
+    name = st.selectbox(
+        "Prompt",
+        list(rows),
+        key="prompt_name",
+        format_func=lambda n: f"{n}  ·  your version" if rows[n]["origin"] == "override" else n,
+    )
+    row = rows[name]
+    st.markdown(f"*{row.get('description', '')}*")
+    editor.editor(
+        editor.Document(
+            key=f"prompt_{name}",
+            label=f"the {name} prompt",
+            current=lambda: svc.prompt_text(name),
+            default=lambda: svc.prompt_text(name, packaged=True),
+            validate=lambda text: svc.validate_prompt(name, text),
+            save=lambda text: svc.save_prompt(name, text),
+            reset=lambda: svc.reset_prompt(name),
+            overridden=row["origin"] == "override",
+        )
+    )
+
+
+def constitution() -> None:
+    svc = state.service()
+    st.caption(
+        "The principles *Critique & revise* checks each draft against, in order. Each principle has a "
+        "critique question (YES means the answer has the problem), a revision request, and optionally a "
+        "fixed replacement reply."
+    )
+    current, default = svc.constitution_text(), svc.constitution_text(packaged=True)
+    editor.editor(
+        editor.Document(
+            key="constitution",
+            label="the constitution",
+            current=svc.constitution_text,
+            default=lambda: default,
+            validate=svc.validate_constitution,
+            save=svc.save_constitution,
+            reset=svc.reset_constitution,
+            overridden=current != default,
+        )
+    )
+
+
+# --- my preferences ------------------------------------------------------------------------
+
+
+def preferences() -> None:
+    user = state.user()
+    if not user:
+        st.info("Enter your name on the Chat page to keep preferences.", icon=":material/account_circle:")
+        return
+    svc = state.service()
+    st.caption(
+        f"What Orchard has learned about how **{user}** likes answers, from your 👍/👎 and comments. "
+        "These lines are added to your prompts. Edit them, or delete the profile to start over."
+    )
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        profile_editor(svc, user)
+    with right:
+        ratings(svc, user)
+
+
+def profile_editor(svc: Any, user: str) -> None:
+    key = f"profile_{user}"
+    if key not in st.session_state:
+        st.session_state[key] = svc.profiles.get(user)
+    st.text_area(
+        "Your preferences, one per line", key=key, height=180, max_chars=600,
+        placeholder="- Answer in one short paragraph\n- Use bullet points for steps",
+    )  # fmt: skip
+    with st.container(horizontal=True):
+        st.button("Save", key="save_profile", type="primary", icon=":material/save:", on_click=_save_profile, args=(user, key))
+        st.button("Delete profile", key="delete_profile", type="tertiary", icon=":material/delete:",
+                  on_click=lambda: st.session_state.update(confirm_profile_delete=True))  # fmt: skip
+    if st.session_state.get("confirm_profile_delete"):
+        st.warning("Delete your preference profile? Your earlier ratings no longer shape it; they stay as training data.")
+        with st.container(horizontal=True):
+            st.button("Delete", key="confirm_delete_profile", type="primary", on_click=_delete_profile, args=(user, key))
+            st.button("Cancel", key="cancel_delete_profile", on_click=lambda: st.session_state.pop("confirm_profile_delete", None))
+    added = svc.preferences(user)
+    if added:
+        with st.expander("What your prompts get", icon=":material/visibility:"):
+            st.code(added, language=None, wrap_lines=True)
+
+
+def _save_profile(user: str, key: str) -> None:
+    try:
+        st.session_state[key] = state.service().profiles.set(user, st.session_state.get(key, ""))
+    except Exception as exc:
+        state.flash(errors.message(exc, action="saving your preferences"), kind="error")
+        return
+    state.flash("Preferences saved.")
+
+
+def _delete_profile(user: str, key: str) -> None:
+    st.session_state.pop("confirm_profile_delete", None)
+    try:
+        state.service().profiles.delete(user)
+    except Exception as exc:
+        state.flash(errors.message(exc, action="deleting your preferences"), kind="error")
+        return
+    st.session_state[key] = ""
+    state.flash("Preference profile deleted.")
+
+
+def ratings(svc: Any, user: str) -> None:
+    found = svc.feedback.list(user)
+    up = sum(1 for f in found if f.rating == "up")
+    with st.container(horizontal=True):
+        st.metric("👍 Helpful", up, border=True)
+        st.metric("👎 Not helpful", len(found) - up, border=True)
+    if not found:
+        st.caption("Rate answers in the chat with 👍 or 👎 to teach Orchard your preferences.")
+        return
+    st.caption("Your latest ratings")
+    for item in sorted(found, key=lambda f: f.created_at, reverse=True)[:8]:
+        with st.container(border=True):
+            when = dt.datetime.fromtimestamp(item.created_at).strftime("%d %b %H:%M")
+            st.markdown(f"{'👍' if item.rating == 'up' else '👎'} **{item.prompt[:80]}**")
+            if item.comment:
+                st.caption(f"“{item.comment}”")
+            st.caption(when)

@@ -1,0 +1,25 @@
+"""The frame around the pages: navigation and the sidebar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ui import sidebar, state, style
+
+PAGES = Path(__file__).resolve().parent / "pages"
+
+
+def main() -> None:
+    chat_page = st.Page(PAGES / "chat.py", title="Chat", icon=":material/forum:", url_path="chat", default=True)
+    pages = [
+        chat_page,
+        st.Page(PAGES / "library.py", title="Library", icon=":material/library_books:", url_path="library"),
+        st.Page(PAGES / "settings.py", title="Settings", icon=":material/tune:", url_path="settings"),
+    ]
+    current = st.navigation(pages, position="top" if state.user() else "hidden")
+    style.apply()
+    state.conversation()  # resolve ?c= before the sidebar marks the open conversation
+    sidebar.render(chat_page)
+    current.run()

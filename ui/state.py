@@ -1,0 +1,234 @@
+"""What every page shares: the chat service, the user, the open conversation, short messages.
+
+The service is built once per process (the embedder, the store and the clients inside it are
+heavy) and shared by every browser session. Tests inject their own through
+``st.session_state["chat_service"]``; that one is used as given. After the settings change, the
+service is rebuilt from the new settings and keeps the heavy objects that do not depend on them.
+
+What survives a page reload lives in the URL: ``?user=NAME&c=CONVERSATION``. What survives a
+server restart lives in the service's state database.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import streamlit as st
+
+log = logging.getLogger("orchard.ui")
+
+SERVICE_KEY = "chat_service"  # the injection point (tests put a fake service here)
+USER_KEY = "user"
+CONVERSATION_KEY = "conversation_id"
+STATUS_TTL_SECONDS = 10.0
+#: Built objects a rebuilt service keeps: none of them depends on the settings the app edits.
+CARRIED_OVER = ("embeddings", "store", "database", "conversations", "feedback", "profiles")
+
+
+# --- the service ---------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def _process() -> dict[str, Any]:
+    """Process-wide: the current service (replaced after a settings save) and its lock."""
+    return {"service": None, "lock": threading.Lock()}
+
+
+@st.cache_resource(show_spinner=False)
+def _embedder() -> Any:
+    """The embedder, loaded in the background so the page is usable while it loads (~12 s)."""
+    from orchard.embeddings import MiniLMEmbeddings
+
+    embedder = MiniLMEmbeddings()
+    threading.Thread(target=embedder.warm_up, daemon=True, name="orchard-embedder-warm-up").start()
+    return embedder
+
+
+def _build(settings: Any = None) -> Any:
+    from orchard.service import ChatService
+    from orchard.user_settings import load_settings
+
+    built = ChatService(settings or load_settings(), notify=_notify)
+    built.__dict__["embeddings"] = _embedder()
+    return built
+
+
+def _notify(message: str) -> None:
+    """The service's one-line news ("starting the embedded model server…") as a toast."""
+    try:
+        st.toast(message, icon=":material/info:")
+    except Exception:  # called outside a page run (a background thread): the log keeps it
+        log.info(message)
+
+
+def service() -> Any:
+    """The chat service of this session: an injected one, else the process's shared one."""
+    injected = st.session_state.get(SERVICE_KEY)
+    if injected is not None:
+        return injected
+    holder = _process()
+    with holder["lock"]:
+        if holder["service"] is None:
+            holder["service"] = _build()
+        return holder["service"]
+
+
+def replace_service(settings: Any) -> Any:
+    """Rebuild the service from new ``settings`` (after a save), keeping the heavy objects."""
+    old = service()
+    new = type(old)(settings, notify=getattr(old, "notify", None))
+    for name in CARRIED_OVER:
+        if name in vars(old):
+            vars(new)[name] = vars(old)[name]
+    if st.session_state.get(SERVICE_KEY) is not None:
+        st.session_state[SERVICE_KEY] = new
+    else:
+        holder = _process()
+        with holder["lock"]:
+            holder["service"] = new
+    st.session_state.pop("_status", None)
+    return new
+
+
+class StatusWatcher:
+    """Keeps ``service.status()`` fresh in a background thread, so no page waits for it.
+
+    The first call also opens the store (a few seconds for Chroma) while the page is drawn; until
+    then :attr:`info` is ``{"loading": True}``.
+    """
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.info: dict[str, Any] = {"loading": True}
+        self._wake = threading.Event()
+        self._stopped = False
+        threading.Thread(target=self._run, daemon=True, name="orchard-status").start()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self.info = _ask_status(self.target)
+            self._wake.wait(STATUS_TTL_SECONDS)
+            self._wake.clear()
+
+    def refresh(self) -> dict[str, Any]:
+        self.info = _ask_status(self.target)
+        return self.info
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+
+def _ask_status(target: Any) -> dict[str, Any]:
+    try:
+        return dict(target.status())
+    except Exception as exc:  # the status line must never break the page
+        log.warning("status unavailable: %s", exc)
+        return {"error": str(exc)}
+
+
+def _watcher(target: Any) -> StatusWatcher:
+    holder = _process()
+    with holder["lock"]:
+        watcher = holder.get("watcher")
+        if watcher is None or watcher.target is not target:
+            if watcher is not None:
+                watcher.stop()
+            watcher = holder["watcher"] = StatusWatcher(target)
+        return watcher
+
+
+def status(*, fresh: bool = False) -> dict[str, Any]:
+    """The service's status (endpoint, model, up or not, passages) without waiting for it.
+
+    ``fresh``: ask now (after an upload, a delete, a settings change).
+    """
+    target = service()
+    if st.session_state.get(SERVICE_KEY) is None:
+        watcher = _watcher(target)
+        return watcher.refresh() if fresh else watcher.info
+    cached = st.session_state.get("_status")  # an injected service: ask it, remember a few seconds
+    if not fresh and cached and time.monotonic() - cached[0] < STATUS_TTL_SECONDS:
+        return cached[1]
+    info = _ask_status(target)
+    st.session_state["_status"] = (time.monotonic(), info)
+    return info
+
+
+def model_name() -> str | None:
+    settings = getattr(service(), "settings", None)
+    return getattr(settings, "llm_model", None) or status().get("llm_model")
+
+
+# --- who is chatting, and in which conversation (kept in the URL) ---------------------------
+
+
+def user() -> str | None:
+    """The user name: this session's, else the URL's (a reload keeps it)."""
+    name = st.session_state.get(USER_KEY)
+    if name is None:
+        name = (st.query_params.get("user") or "").strip() or None
+        if name:
+            st.session_state[USER_KEY] = name
+    if name and st.query_params.get("user") != name:
+        st.query_params["user"] = name  # page switches drop the query string
+    return name
+
+
+def set_user(name: str | None) -> None:
+    st.session_state[USER_KEY] = name
+    open_conversation(None)
+    if name:
+        st.query_params["user"] = name
+    else:
+        st.query_params.pop("user", None)
+
+
+def conversation() -> Any:
+    """The open conversation of the current user (from the session or the URL), or None."""
+    name = user()
+    if not name:
+        return None
+    wanted = st.session_state.get(CONVERSATION_KEY)
+    if wanted is None:
+        wanted = st.query_params.get("c")
+    if not wanted:
+        return None
+    try:
+        found = service().conversations.get(name, wanted)
+    except Exception:  # unknown, deleted or another user's: start afresh
+        open_conversation(None)
+        return None
+    st.session_state[CONVERSATION_KEY] = found.id
+    if st.query_params.get("c") != found.id:
+        st.query_params["c"] = found.id
+    return found
+
+
+def open_conversation(conversation_id: str | None) -> None:
+    st.session_state[CONVERSATION_KEY] = conversation_id
+    if conversation_id:
+        st.query_params["c"] = conversation_id
+    else:
+        st.query_params.pop("c", None)
+    for key in ("regenerate", "retry", "new_mode", "mode_new"):  # a new chat starts in Auto
+        st.session_state.pop(key, None)
+
+
+# --- messages that outlive a rerun (callbacks run before the page is drawn) ------------------
+
+
+def flash(text: str, *, kind: str = "success") -> None:
+    """Show ``text`` on the next run: ``success`` as a toast, ``error`` as an error box."""
+    st.session_state.setdefault("_flash", []).append((kind, text))
+
+
+def show_flashes() -> None:
+    for kind, text in st.session_state.pop("_flash", []):
+        if kind == "error":
+            st.error(text, icon=":material/error:")
+        else:
+            st.toast(text, icon=":material/check_circle:")

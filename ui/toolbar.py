@@ -1,0 +1,209 @@
+"""The bar above a conversation: its title and menu (rename, delete), the answer mode, the
+critique toggle and the conversation's data sources (CSV/XLSX files and a database URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ui import errors, render, state
+
+NEW_MODE_KEY = "new_mode"  # the mode chosen before the conversation exists
+CRITIQUE_KEY = "critique_on"  # kept outside the widget's key: it survives a page switch
+TABLE_TYPES = ["csv", "tsv", "xlsx"]
+DB_URL_HELP = (
+    "A SQLAlchemy URL the agent reads with read-only SQL, e.g. `sqlite:////home/me/shop.db` or "
+    "`postgresql://reader@localhost/shop`. It is stored with this conversation on this machine."
+)
+
+
+def header(user: str, conversation: Any) -> None:
+    with st.container(horizontal=True, vertical_alignment="center", key="chat_header"):
+        st.subheader(conversation.title if conversation else "New chat", anchor=False)
+        if conversation is not None:
+            action = st.menu_button(
+                "", options=["Rename", "Delete"], key="conversation_menu", icon=":material/more_horiz:",
+                type="tertiary", help="Rename or delete this conversation",
+                format_func=lambda o: {"Rename": ":material/edit: Rename", "Delete": ":material/delete: Delete"}[o],
+            )  # fmt: skip
+            if action:
+                st.session_state["conversation_action"] = (action, conversation.id)
+    pending = st.session_state.get("conversation_action")
+    if conversation is not None and pending and pending[1] == conversation.id:
+        (rename_form if pending[0] == "Rename" else delete_confirmation)(user, conversation)
+    with st.container(horizontal=True, vertical_alignment="center", key="chat_toolbar"):
+        mode_control(user, conversation)
+        st.toggle(
+            "Critique & revise",
+            value=critique_on(),
+            key="critique_toggle",
+            on_change=lambda: st.session_state.update({CRITIQUE_KEY: st.session_state["critique_toggle"]}),
+            help="Check each draft against the constitution (Settings → Constitution) and revise it. "
+            "Shows the draft, each check and the revision. Slower: up to four more model calls.",
+        )
+        data_sources(user, conversation)
+
+
+def critique_on() -> bool:
+    return bool(st.session_state.get(CRITIQUE_KEY, False))
+
+
+# --- mode --------------------------------------------------------------------------------------
+
+
+def mode_control(user: str, conversation: Any) -> None:
+    key = f"mode_{conversation.id}" if conversation is not None else "mode_new"
+    current = conversation.mode if conversation is not None else st.session_state.get(NEW_MODE_KEY, "auto")
+    st.segmented_control(
+        "Answer with",
+        options=list(render.MODE_LABELS),
+        format_func=lambda m: f"{render.MODE_ICONS[m]} {render.MODE_LABELS[m]}",
+        default=current if current in render.MODE_LABELS else "auto",
+        required=True,
+        key=key,
+        help=render.MODE_HELP,
+        label_visibility="collapsed",
+        on_change=_set_mode,
+        args=(user, conversation.id if conversation is not None else None, key),
+    )
+
+
+def _set_mode(user: str, conversation_id: str | None, key: str) -> None:
+    mode = st.session_state.get(key) or "auto"
+    if conversation_id is None:
+        st.session_state[NEW_MODE_KEY] = mode
+        return
+    try:
+        state.service().conversations.set_mode(user, conversation_id, mode)
+    except Exception as exc:
+        state.flash(errors.message(exc, action="changing the mode"), kind="error")
+
+
+# --- rename and delete -------------------------------------------------------------------------
+
+
+def rename_form(user: str, conversation: Any) -> None:
+    with st.form("rename", border=True):
+        title = st.text_input("New title", value=conversation.title, max_chars=200)
+        with st.container(horizontal=True):
+            save = st.form_submit_button("Rename", type="primary")
+            cancel = st.form_submit_button("Cancel")
+    if cancel:
+        st.session_state.pop("conversation_action", None)
+        st.rerun()
+    if save:
+        try:
+            state.service().conversations.rename(user, conversation.id, title)
+        except Exception as exc:
+            errors.show(exc, action="renaming the conversation")
+            return
+        st.session_state.pop("conversation_action", None)
+        state.flash("Conversation renamed.")
+        st.rerun()
+
+
+def delete_confirmation(user: str, conversation: Any) -> None:
+    with st.container(border=True):
+        st.warning(f"Delete **{conversation.title}** and all its messages? This cannot be undone.", icon=":material/delete:")
+        with st.container(horizontal=True):
+            if st.button("Delete conversation", type="primary", key="confirm_delete"):
+                try:
+                    state.service().conversations.delete(user, conversation.id)
+                except Exception as exc:
+                    errors.show(exc, action="deleting the conversation")
+                    return
+                st.session_state.pop("conversation_action", None)
+                state.open_conversation(None)
+                state.flash("Conversation deleted.")
+                st.rerun()
+            if st.button("Cancel", key="cancel_delete"):
+                st.session_state.pop("conversation_action", None)
+                st.rerun()
+
+
+# --- data sources ------------------------------------------------------------------------------
+
+
+def data_sources(user: str, conversation: Any) -> None:
+    tables = list(conversation.tables) if conversation is not None else []
+    db_url = conversation.db_url if conversation is not None else None
+    count = len(tables) + (1 if db_url else 0)
+    label = f"Data sources · {count}" if count else "Data sources"
+    with st.popover(label, icon=":material/database:", type="tertiary", key="data_sources"):
+        st.caption("The agent answers questions about these with read-only SQL. They belong to this conversation.")
+        nonce = st.session_state.get("tables_nonce", 0)
+        uploader_key = f"tables_{nonce}"
+        st.file_uploader(
+            "Attach CSV or Excel files", type=TABLE_TYPES, accept_multiple_files=True, key=uploader_key,
+            on_change=_attach_tables, args=(user, uploader_key),
+        )  # fmt: skip
+        for path in tables:
+            with st.container(horizontal=True, vertical_alignment="center"):
+                st.markdown(f":material/table: `{Path(path).name}`")
+                st.button("", key=f"detach_{path}", icon=":material/close:", type="tertiary", help="Detach",
+                          on_click=_detach_table, args=(user, path))  # fmt: skip
+        url_key = f"db_url_{conversation.id if conversation is not None else 'new'}"
+        st.text_input("Database URL", value=db_url or "", key=url_key, placeholder="sqlite:////path/to/data.db", help=DB_URL_HELP)
+        with st.container(horizontal=True):
+            st.button("Save URL", key="save_db_url", on_click=_save_db_url, args=(user, url_key))
+            if db_url:
+                st.button("Remove URL", key="remove_db_url", type="tertiary", on_click=_save_db_url, args=(user, None))
+
+
+def _conversation_for(user: str) -> Any:
+    """The open conversation, created if there is none yet (attaching data starts one)."""
+    svc = state.service()
+    found = state.conversation()
+    if found is None:
+        found = svc.conversations.create(user, mode=st.session_state.get(NEW_MODE_KEY, "auto"))
+        state.open_conversation(found.id)
+    return found
+
+
+def _attach_tables(user: str, key: str) -> None:
+    files = st.session_state.get(key) or []
+    if not files:
+        return
+    try:
+        conversation = _conversation_for(user)
+        svc = state.service()
+        attached, problems = [], []
+        for upload in files:
+            try:
+                attached.append(str(svc.attach_table(conversation.id, upload.name, upload.getvalue())))
+            except Exception as exc:
+                problems.append(f"{upload.name}: {errors.message(exc, action='attaching the file')}")
+        if attached:
+            svc.conversations.set_data_sources(
+                user, conversation.id, db_url=conversation.db_url, tables=[*conversation.tables, *attached]
+            )
+            state.flash(f"Attached {', '.join(Path(p).name for p in attached)}: ask in Agent or Auto mode.")
+        for problem in problems:
+            state.flash(problem, kind="error")
+    except Exception as exc:
+        state.flash(errors.message(exc, action="attaching the files"), kind="error")
+    st.session_state["tables_nonce"] = st.session_state.get("tables_nonce", 0) + 1
+
+
+def _detach_table(user: str, path: str) -> None:
+    try:
+        conversation = _conversation_for(user)
+        remaining = [t for t in conversation.tables if t != path]
+        state.service().conversations.set_data_sources(user, conversation.id, db_url=conversation.db_url, tables=remaining)
+        state.flash(f"Detached {Path(path).name}.")
+    except Exception as exc:
+        state.flash(errors.message(exc, action="detaching the file"), kind="error")
+
+
+def _save_db_url(user: str, key: str | None) -> None:
+    url = (st.session_state.get(key) or "").strip() if key else ""
+    try:
+        conversation = _conversation_for(user)
+        state.service().conversations.set_data_sources(user, conversation.id, db_url=url or None, tables=conversation.tables)
+        if key is None:
+            st.session_state.pop(f"db_url_{conversation.id}", None)
+        state.flash("Database URL saved for this conversation." if url else "Database URL removed.")
+    except Exception as exc:
+        state.flash(errors.message(exc, action="saving the database URL"), kind="error")
