@@ -115,8 +115,8 @@ class QuestionRouter:
         prompt: the ``agent_route`` prompt (variables ``question``, ``tables``).
         tools: the tools available; data tools that offer ``vocabulary()`` are matched by name.
         relevance: how well the documents match a question (the best passage's cosine
-            similarity); with ``min_relevance``, decides documents vs chat when the model's kind
-            does not fit. None: any question may go to the documents.
+            similarity): what the model calls small talk still goes to the documents when they
+            match it (>= ``min_relevance``). None: always.
     """
 
     def __init__(
@@ -179,14 +179,15 @@ class QuestionRouter:
             only = [n for n in DATA_TOOLS if has(n)]
             if len(only) == 1:
                 return Route(only[0], "data", f"a data question and only {only[0]} is attached")
-        if self.documents_match(question):
+        if has("search_docs"):
+            # Better "the documents do not answer this" (the RAG chain's gate) than a guess.
             why = {"data": "the model called it a data question, but it names nothing in the data",
                    "compute": "the model called it a computation, but the question has nothing to compute",
                    "chat": "the model called it small talk, but the documents match it"}  # fmt: skip
             return Route("search_docs", "documents", why.get(kind or "", "a question for the documents"))
         if kind == "documents" and not has("search_docs"):
             return Route(None, "documents", "a question for the documents, but none are ingested")
-        return Route(None, "chat", "nothing in the documents or the data matches")
+        return Route(None, kind or "chat", "no tool fits")
 
 
 def describe_route(route: Route) -> dict[str, Any]:

@@ -4,8 +4,10 @@ The service yields chunks: ``answer`` tokens go to ``st.write_stream``; the othe
 they arrive (the agent's tool calls in an ``st.status``, the critique's draft and checks in
 another) or kept for the sources under the answer. The returned ``meta`` holds everything needed
 to draw the answer again: sources, cited, grounded, mode, route, tool_calls, draft, critiques,
-model, question, and timings (``first_token_s``: seconds from the question to the first token the
-service produced; ``first_token_epoch``: when, for the latency measurement).
+model, question, and timings: ``asked_epoch`` (when the service was asked), ``first_token_s``
+(seconds until the service's first answer token: retrieval, routing and the model's first token)
+and ``first_token_epoch`` (when that token arrived; the browser tests compare it with the moment the
+token is visible in the page).
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ def stream(
     if critique:
         meta.update(draft="", critiques=[])
     view = LiveView(mode)
-    started = time.perf_counter()
+    started, asked_epoch = time.perf_counter(), time.time()
     clock: dict[str, float] = {}
 
     def tokens() -> Iterator[str]:
@@ -157,6 +159,7 @@ def stream(
         render.sources(meta["sources"], meta["cited"])
     meta["model"] = state.model_name()
     meta["seconds"] = round(time.perf_counter() - started, 3)
+    meta["asked_epoch"] = asked_epoch
     if clock:
         meta["first_token_s"] = round(clock["first"] - started, 3)
         meta["first_token_epoch"] = clock["epoch"]

@@ -163,9 +163,11 @@ def test_routing_rules(proposed: str, question: str, tool: str | None) -> None:
     assert router.route(question).tool == tool
 
 
-@pytest.mark.parametrize("kind", ["compute", "chat"])
-@pytest.mark.parametrize(("relevance", "tool"), [(0.6, "search_docs"), (0.1, None)])
-def test_documents_are_chosen_only_when_they_match(kind: str, relevance: float, tool: str | None) -> None:
+@pytest.mark.parametrize(
+    ("kind", "relevance", "tool"),
+    [("chat", 0.6, "search_docs"), ("chat", 0.1, None), ("compute", 0.1, "search_docs"), ("data", 0.1, "search_docs")],
+)
+def test_small_talk_goes_to_the_documents_only_when_they_match(kind: str, relevance: float, tool: str | None) -> None:
     router = QuestionRouter(
         llm=ScriptedToolModel(replies=[kind]), prompt=load_prompt("agent_route"), tools=[python, search_docs],
         relevance=lambda q: relevance, min_relevance=0.3,
