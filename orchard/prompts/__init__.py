@@ -283,6 +283,11 @@ def check_prompts(*, user_dir: Path | None = None) -> list[str]:
         for path in sorted(Path(user_dir).iterdir()):
             if path.suffix not in {".yaml", ".yml"}:
                 continue
+            if path.name == "constitution.yaml":  # the critique's principles live here too
+                from orchard.constitution import validate_constitution_text
+
+                problems += [f"constitution file {path}: {p}" for p in validate_constitution_text(path.read_text(encoding="utf-8"))]
+                continue
             if path.stem not in PROMPT_NAMES:
                 known = ", ".join(PROMPT_NAMES)
                 problems.append(f"prompt file {path}: no prompt of that name ({known}); ignored")

@@ -363,3 +363,12 @@ def test_cli_check(cli: CliRunner, user_dir: Path) -> None:
     assert "{contex}" in result.stderr
     assert "rag_answer" not in result.stdout  # no "ok" line for the broken one
     assert "ok     chat" in result.stdout
+
+
+def test_check_validates_a_saved_constitution_instead_of_calling_it_unknown(user_dir: Path) -> None:
+    from orchard.constitution import constitution_text
+
+    (user_dir / "constitution.yaml").write_text(constitution_text())
+    assert check_prompts(user_dir=user_dir) == []
+    (user_dir / "constitution.yaml").write_text("description: x\nprinciples: []\n")
+    assert [p for p in check_prompts(user_dir=user_dir) if "constitution file" in p]
