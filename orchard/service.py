@@ -607,6 +607,16 @@ class ChatService:
         with self._lock:  # one ingestion at a time per process (two browser tabs uploading)
             return ingest(paths, store=self.store, prune=prune, progress=progress, on_file=on_file, base=base)
 
+    def warm_up(self) -> None:
+        """Build what the first question needs: the model client, the embedder (~12 s to import)
+        and the BM25 index (seconds for a large store). The app runs this in a thread at start."""
+        _ = self.llm
+        warm = getattr(self.embeddings, "warm_up", None)
+        if warm is not None:
+            warm()
+        if self.store.count():
+            self.store.lexical_search("warm up", 1)
+
     def status(self) -> dict[str, Any]:
         """Endpoint, model and store facts for a status line (never raises for a down server)."""
         from orchard import server
