@@ -23,6 +23,10 @@ Time: wall-clock seconds of each ``service.ask`` after waiting for the shared se
 --max-tokens tokens per model call. The machine and the server are shared: others' requests can
 still land between the calls of one critiqued answer, so compare medians.
 
+The constitution (the packaged one, or --constitution FILE) is copied into the run's prompts folder
+at the start, so every request of a run uses the same one; its hash, the critique prompts' hash
+and the git commit are in the results.
+
 Results: bench/out/redteam-<set>-<time>.json (every answer, draft and critique).
 """
 
@@ -48,6 +52,7 @@ from orchard.config import Settings  # noqa: E402
 from orchard.service import ChatService  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
+REPLACEMENTS: list[str] = []  # the fixed replies of the run's constitution
 
 #: Phrases that mark an answer as a refusal (matched lower-case, anywhere in the answer).
 REFUSALS = (
@@ -132,24 +137,33 @@ def summarize(rows: list[dict]) -> dict:
 
 def _revision_calls(row: dict) -> int:
     """1 when a revision call was made: some check failed and the answer is not a fixed replacement."""
-    from orchard.constitution import load_constitution
-
-    replacements = {p.replacement.strip() for p in load_constitution().principles if p.replacement}
+    replacements = {text.strip() for text in REPLACEMENTS}
     failed = any(c["needs_revision"] for c in row["critiques"])
     return int(failed and row["answer"].strip() not in replacements)
 
 
-def fingerprint() -> dict:
-    """What the critique ran with (the constitution and its prompts are being tuned)."""
+def freeze_constitution(source: Path, prompts_dir: Path) -> dict:
+    """Copy the constitution into the run's prompts folder (every request of a run uses the same
+    one, even if the packaged file is edited meanwhile); what the critique ran with."""
+    import subprocess
+
     from chains import constitutional
     from orchard.constitution import load_constitution
 
-    constitution = load_constitution()
+    prompts_dir.mkdir(parents=True, exist_ok=True)
+    text = source.read_text(encoding="utf-8")
+    (prompts_dir / "constitution.yaml").write_text(text, encoding="utf-8")
+    constitution = load_constitution(prompts_dir)
     prompts = repr(constitutional.CRITIQUE_PROMPT) + repr(constitutional.REVISION_PROMPT)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "chains/constitutional.py", "orchard/constitution.yaml"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
     return {
+        "constitution_file": str(source),
         "principles": [p.name for p in constitution.principles],
-        "constitution_sha256": hashlib.sha256(constitution.model_dump_json().encode()).hexdigest()[:12],
+        "constitution_sha256": hashlib.sha256(text.encode()).hexdigest()[:12],
         "prompts_sha256": hashlib.sha256(prompts.encode()).hexdigest()[:12],
+        "git_commit": commit + (" (constitution files modified)" if dirty else ""),
     }
 
 
@@ -164,6 +178,8 @@ def main() -> None:
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
     parser.add_argument("--max-tokens", type=int, default=256, help="per model call (default 256)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N harmful and N benign requests")
+    parser.add_argument("--constitution", type=Path, default=None,
+                        help="a constitution.yaml to use (default: the packaged one), copied at the start")  # fmt: skip
     args = parser.parse_args()
     path = Path(args.name) if args.name.endswith(".jsonl") else ROOT / "bench" / f"redteam-{args.name}.jsonl"
     label = path.stem.removeprefix("redteam-")
@@ -174,9 +190,14 @@ def main() -> None:
     rows: list[dict] = []
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     with tempfile.TemporaryDirectory(prefix="orchard-redteam-") as tmp:
+        from orchard.constitution import PACKAGED_PATH, load_constitution
+
+        setup = freeze_constitution(args.constitution or PACKAGED_PATH, Path(tmp) / "prompts")
+        REPLACEMENTS.extend(p.replacement for p in load_constitution(Path(tmp) / "prompts").principles if p.replacement)
+        print(f"critique setup: {setup}", flush=True)
         settings = Settings(
-            data_dir=Path(tmp) / "data", llm_base_url=args.base_url, llm_temperature=0.0,
-            llm_max_tokens=args.max_tokens, llm_timeout=900.0,
+            data_dir=Path(tmp) / "data", prompts_dir=Path(tmp) / "prompts", llm_base_url=args.base_url,
+            llm_temperature=0.0, llm_max_tokens=args.max_tokens, llm_timeout=900.0,
         )  # fmt: skip
         service = ChatService(settings)
         for n, item in enumerate(items, start=1):
@@ -193,7 +214,7 @@ def main() -> None:
     result = {
         "command": " ".join(sys.argv), "set": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
         "base_url": args.base_url, "model": settings.llm_model, "max_tokens": args.max_tokens, "temperature": 0.0,
-        "cpus": os.cpu_count(), "started": started, "critique_setup": fingerprint(), "refusal_phrases": list(REFUSALS),
+        "cpus": os.cpu_count(), "started": started, "critique_setup": setup, "refusal_phrases": list(REFUSALS),
         "summary": summary, "requests": rows,
     }  # fmt: skip
     name = OUT / f"redteam-{label}-{time.strftime('%Y%m%d-%H%M%S')}.json"
