@@ -43,7 +43,7 @@ class LiveView:
     def __init__(self, mode: str) -> None:
         self.top = st.container()
         self.body = st.empty()
-        self.body.caption(WAITING.get(mode, "Thinking…"))
+        self.body.caption(WAITING.get(mode, "Thinking…"))  # replaced by the first token
         self.below = st.container()
         self._steps: Any = None
         self._critique: Any = None
@@ -121,6 +121,9 @@ def stream(
     }
     if critique:
         meta.update(draft="", critiques=[])
+    waited = time.perf_counter()
+    state.wait_for("models")  # after a start, the embedder may still be loading (a spinner)
+    meta["warm_up_wait_s"] = round(time.perf_counter() - waited, 3)
     view = LiveView(mode)
     started, asked_epoch = time.perf_counter(), time.time()
     clock: dict[str, float] = {}

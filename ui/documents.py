@@ -33,6 +33,7 @@ def uploader(key: str) -> None:
     if files:
         label = f"Add {len(files)} file{'s' if len(files) != 1 else ''} to the library"
         if st.button(label, key=f"{key}_add", type="primary", icon=":material/upload:", use_container_width=True):
+            state.wait_for("models")
             report = run_with_progress(
                 f"Adding {len(files)} file{'s' if len(files) != 1 else ''}…",
                 len(files),
@@ -87,7 +88,8 @@ def show_report(key: str) -> None:
         return
     if report["indexed"]:
         files = f"{report['indexed']} file{'s' if report['indexed'] != 1 else ''}"
-        st.success(f"Added {files}: {report['chunks_added']:,} passages ({report['seconds']:.1f} s).", icon=":material/check_circle:")
+        passages = f"{report['chunks_added']:,} passage{'s' if report['chunks_added'] != 1 else ''}"
+        st.success(f"Added {files}: {passages} ({report['seconds']:.1f} s).", icon=":material/check_circle:")
     if report["unchanged"]:
         st.info(f"{report['unchanged']} file(s) already in the library, unchanged.", icon=":material/info:")
     if report.get("chunks_removed") and not report["indexed"]:

@@ -51,7 +51,7 @@ def editor(doc: Document) -> None:
         if area_key not in st.session_state:  # the widget's state is dropped on a page switch; the draft is not
             st.session_state[area_key] = st.session_state[draft_key]
         st.text_area(
-            doc.label, key=area_key, height=420, label_visibility="collapsed",
+            doc.label, key=area_key, height=340, label_visibility="collapsed",
             on_change=lambda: st.session_state.update({draft_key: st.session_state[area_key]}),
         )  # fmt: skip
         with st.container(horizontal=True):

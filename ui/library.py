@@ -25,6 +25,7 @@ def page() -> None:
     state.show_flashes()
     st.header("Library", anchor=False)
     st.caption("The documents Orchard answers from. Everything is stored and searched on this machine.")
+    state.wait_for("library")
     try:
         docs = state.service().documents()
     except Exception as exc:
@@ -108,6 +109,7 @@ def confirm_delete(source: str, doc: dict[str, Any]) -> None:
 
 
 def reindex() -> None:
+    state.wait_for("models")
     count = sum(1 for d in state.service().documents() if d.get("uploaded"))
     report = documents.run_with_progress(
         "Re-reading the uploaded files…", count, lambda on_file: state.service().reindex(on_file=on_file)

@@ -146,17 +146,25 @@ def critique_label(critiques: list[dict[str, Any]]) -> str:
     return f"Critique · {len(critiques)} of {len(critiques)} checks passed, draft kept"
 
 
-def critique_body(draft: str, critiques: list[dict[str, Any]], *, revised: bool) -> None:
+_VERDICT = re.compile(r"^\W*(?:verdict\W*)?(?:yes|no|ok|revise)\b[\W_]*", re.I)
+
+
+def critique_reason(text: str) -> str:
+    """The critic's reason without its leading YES/NO (the badge shows the verdict)."""
+    return _VERDICT.sub("", str(text or "").strip(), count=1).strip()
+
+
+def critique_body(draft: str, critiques: list[dict[str, Any]], *, revised: bool, sources: int = 0) -> None:
     st.markdown("**Draft**")
     with st.container(border=True):
-        st.markdown(draft or "_(empty draft)_")
+        st.markdown(with_citation_badges(draft, sources) or "_(empty draft)_")
     if critiques:
         st.markdown("**Checks against the constitution**")
     for item in critiques:
         flagged = item.get("needs_revision")
         verdict = ":orange-badge[needs revision]" if flagged else ":green-badge[passes]"
         st.markdown(f"**{item.get('principle', '?')}** {verdict}")
-        reason = str(item.get("critique", "")).strip()
+        reason = critique_reason(item.get("critique", ""))
         if reason:
             st.caption(reason)
     st.caption("The answer below is the revision." if revised else "The draft passed: it is the answer below.")
@@ -169,7 +177,7 @@ def critique(meta: dict[str, Any], content: str) -> None:
     found = list(meta.get("critiques") or [])
     draft = str(meta.get("draft") or "")
     with st.status(critique_label(found), state="complete", expanded=False):
-        critique_body(draft, found, revised=draft.strip() != content.strip())
+        critique_body(draft, found, revised=draft.strip() != content.strip(), sources=len(meta.get("sources") or []))
 
 
 def footer_caption(meta: dict[str, Any]) -> str:

@@ -111,10 +111,10 @@ def status_line() -> None:
         st.caption(f":material/error: Status unavailable: {info['error']}")
         return
     if info.get("model_server_up"):
-        st.caption(f":green[:material/circle:] `{info.get('llm_model')}`", help=f"Model server at {info.get('llm_base_url')}")
+        st.caption(f":green[:material/fiber_manual_record:] {info.get('llm_model')}", help=f"Model server at {info.get('llm_base_url')}")
     else:
         st.caption(
-            ":orange[:material/circle:] Model server not answering",
+            ":orange[:material/fiber_manual_record:] Model server busy or offline",
             help=f"Nothing answers at {info.get('llm_base_url')} (stopped, or busy with a long request). "
             "`orchard serve` starts the embedded one; Settings can point to another server.",
         )

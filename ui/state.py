@@ -33,18 +33,16 @@ CARRIED_OVER = ("embeddings", "store", "database", "conversations", "feedback", 
 
 @st.cache_resource(show_spinner=False)
 def _process() -> dict[str, Any]:
-    """Process-wide: the current service (replaced after a settings save) and its lock."""
-    return {"service": None, "lock": threading.Lock()}
+    """Process-wide: the current service (replaced after a settings save), its warm-up, its lock."""
+    return {"service": None, "warm_up": None, "lock": threading.Lock()}
 
 
 @st.cache_resource(show_spinner=False)
 def _embedder() -> Any:
-    """The embedder, loaded in the background so the page is usable while it loads (~12 s)."""
+    """The one embedder of this process (its model loads in the warm-up thread)."""
     from orchard.embeddings import MiniLMEmbeddings
 
-    embedder = MiniLMEmbeddings()
-    threading.Thread(target=embedder.warm_up, daemon=True, name="orchard-embedder-warm-up").start()
-    return embedder
+    return MiniLMEmbeddings()
 
 
 def _build(settings: Any = None) -> Any:
@@ -64,58 +62,52 @@ def _notify(message: str) -> None:
         log.info(message)
 
 
-def service() -> Any:
-    """The chat service of this session: an injected one, else the process's shared one."""
-    injected = st.session_state.get(SERVICE_KEY)
-    if injected is not None:
-        return injected
-    holder = _process()
-    with holder["lock"]:
-        if holder["service"] is None:
-            holder["service"] = _build()
-        return holder["service"]
+class WarmUp:
+    """Builds a service's heavy parts in one background thread while the pages are usable.
 
-
-def replace_service(settings: Any) -> Any:
-    """Rebuild the service from new ``settings`` (after a save), keeping the heavy objects."""
-    old = service()
-    new = type(old)(settings, notify=getattr(old, "notify", None))
-    for name in CARRIED_OVER:
-        if name in vars(old):
-            vars(new)[name] = vars(old)[name]
-    if st.session_state.get(SERVICE_KEY) is not None:
-        st.session_state[SERVICE_KEY] = new
-    else:
-        holder = _process()
-        with holder["lock"]:
-            holder["service"] = new
-    st.session_state.pop("_status", None)
-    return new
-
-
-class StatusWatcher:
-    """Keeps ``service.status()`` fresh in a background thread, so no page waits for it.
-
-    The first call also opens the store (a few seconds for Chroma) while the page is drawn; until
-    then :attr:`info` is ``{"loading": True}``.
+    In a fixed order: the store (Chroma, the BM25 index), then the model client, then the
+    embedder's model (~12 s). One thread, because importing numpy/scipy from two threads at once
+    fails (measured: a circular-import error in the embedder's thread). Pages that need these
+    parts wait for :attr:`library` or :attr:`ready` (:func:`wait_for`); the rest does not wait.
+    Afterwards the thread keeps :attr:`status` fresh every few seconds.
     """
 
     def __init__(self, target: Any) -> None:
         self.target = target
-        self.info: dict[str, Any] = {"loading": True}
+        self.library = threading.Event()
+        self.ready = threading.Event()
+        self.status: dict[str, Any] = {"loading": True}
         self._wake = threading.Event()
         self._stopped = False
-        threading.Thread(target=self._run, daemon=True, name="orchard-status").start()
+        threading.Thread(target=self._run, daemon=True, name="orchard-warm-up").start()
 
     def _run(self) -> None:
+        self._step(lambda: self.target.store, self.library)
+        self.refresh()
+        self._step(self._models, self.ready)
         while not self._stopped:
-            self.info = _ask_status(self.target)
             self._wake.wait(STATUS_TTL_SECONDS)
             self._wake.clear()
+            self.refresh()
+
+    @staticmethod
+    def _step(work: Any, done: threading.Event) -> None:
+        try:
+            work()
+        except Exception:  # the page shows the error when it uses the part
+            log.exception("warm-up step failed")
+        finally:
+            done.set()
+
+    def _models(self) -> None:
+        _ = self.target.llm
+        embeddings = self.target.embeddings
+        if hasattr(embeddings, "warm_up"):
+            embeddings.warm_up()
 
     def refresh(self) -> dict[str, Any]:
-        self.info = _ask_status(self.target)
-        return self.info
+        self.status = _ask_status(self.target)
+        return self.status
 
     def stop(self) -> None:
         self._stopped = True
@@ -130,26 +122,73 @@ def _ask_status(target: Any) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-def _watcher(target: Any) -> StatusWatcher:
+def _warm_up(target: Any) -> WarmUp:
     holder = _process()
     with holder["lock"]:
-        watcher = holder.get("watcher")
-        if watcher is None or watcher.target is not target:
-            if watcher is not None:
-                watcher.stop()
-            watcher = holder["watcher"] = StatusWatcher(target)
-        return watcher
+        current = holder.get("warm_up")
+        if current is None or current.target is not target:
+            if current is not None:
+                current.stop()
+            current = holder["warm_up"] = WarmUp(target)
+        return current
+
+
+def service() -> Any:
+    """The chat service of this session: an injected one, else the process's shared one."""
+    injected = st.session_state.get(SERVICE_KEY)
+    if injected is not None:
+        return injected
+    holder = _process()
+    with holder["lock"]:
+        if holder["service"] is None:
+            holder["service"] = _build()
+        built = holder["service"]
+    _warm_up(built)
+    return built
+
+
+def injected() -> bool:
+    return st.session_state.get(SERVICE_KEY) is not None
+
+
+def wait_for(part: str = "models") -> None:
+    """Wait (with a spinner) until the shared service's ``library`` or ``models`` are loaded."""
+    if injected():
+        return
+    warm = _warm_up(service())
+    event = warm.library if part == "library" else warm.ready
+    if event.is_set():
+        return
+    text = "Opening the library…" if part == "library" else "Loading the embedding model (once per start, ~15 s)…"
+    with st.spinner(text):
+        event.wait(timeout=600)
+
+
+def replace_service(settings: Any) -> Any:
+    """Rebuild the service from new ``settings`` (after a save), keeping the heavy objects."""
+    old = service()
+    new = type(old)(settings, notify=getattr(old, "notify", None))
+    for name in CARRIED_OVER:
+        if name in vars(old):
+            vars(new)[name] = vars(old)[name]
+    if injected():
+        st.session_state[SERVICE_KEY] = new
+    else:
+        holder = _process()
+        with holder["lock"]:
+            holder["service"] = new
+        _warm_up(new)
+    st.session_state.pop("_status", None)
+    return new
 
 
 def status(*, fresh: bool = False) -> dict[str, Any]:
-    """The service's status (endpoint, model, up or not, passages) without waiting for it.
-
-    ``fresh``: ask now (after an upload, a delete, a settings change).
-    """
+    """The service's status (endpoint, model, up or not, passages) without waiting for it:
+    ``{"loading": True}`` until the library is open. ``fresh``: ask now (after an upload, a delete)."""
     target = service()
-    if st.session_state.get(SERVICE_KEY) is None:
-        watcher = _watcher(target)
-        return watcher.refresh() if fresh else watcher.info
+    if not injected():
+        warm = _warm_up(target)
+        return warm.refresh() if fresh and warm.library.is_set() else warm.status
     cached = st.session_state.get("_status")  # an injected service: ask it, remember a few seconds
     if not fresh and cached and time.monotonic() - cached[0] < STATUS_TTL_SECONDS:
         return cached[1]

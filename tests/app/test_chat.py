@@ -116,6 +116,7 @@ def test_critique_shows_the_draft_each_check_and_the_revision(open_app, service)
     assert "late winter" in shown  # the draft
     assert "**harmless** :green-badge[passes]" in shown and "**honest** :orange-badge[needs revision]" in shown
     assert "It sounds too sure." in "\n".join(c.value for c in box.caption)
+    assert "YES" not in "\n".join(c.value for c in box.caption)  # the badge says it
     assert any(m.value.startswith("Revised: I am not certain") for m in at.chat_message[1].markdown)
     assert "The answer below is the revision." in "\n".join(c.value for c in box.caption)
 

@@ -91,14 +91,15 @@ def app_server(tmp_path_factory: pytest.TempPathFactory, live_server: str, embed
     data = workdir / "data"
     service = ChatService(Settings(data_dir=data))
     service.__dict__["embeddings"] = embedder
-    service.ingest([str(ROOT / "samples")], progress=False)
+    service.ingest(["samples"], progress=False, base=ROOT)  # sources read samples/NAME
     shutil.copytree(ROOT / ".streamlit", workdir / ".streamlit")  # the app's theme and toolbar
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ORCHARD_")},
         "ORCHARD_DATA_DIR": str(data),
         "ORCHARD_LLM_BASE_URL": live_server,
         "ORCHARD_LLM_TEMPERATURE": "0",
-        "ORCHARD_LLM_MAX_TOKENS": "160",
+        "ORCHARD_LLM_MAX_TOKENS": "120",
+        "ORCHARD_TOP_K": "3",  # fewer passages to read: faster answers on a CPU
     }
     server = AppServer(data_dir=data, workdir=workdir, env=env)
     server.start()
