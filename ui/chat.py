@@ -161,11 +161,11 @@ def comment(user: str, conversation: Any, message: Any, rated: Any) -> None:
         chosen = {1: "up", 0: "down"}.get(value) if value is not None else getattr(rated, "rating", None)
         st.button(
             "Send feedback", key=f"send_comment_{message.id}", type="primary", disabled=chosen is None,
-            help=None if chosen else "Rate the answer with 👍 or 👎 first.",
+            help=None if chosen else "Rate the answer with :material/thumb_up: or :material/thumb_down: first.",
             on_click=_comment, args=(user, conversation.id, message.id, chosen, key),
         )  # fmt: skip
         if chosen is None:
-            st.caption("Rate the answer with 👍 or 👎 first.")
+            st.caption("Rate the answer with :material/thumb_up: or :material/thumb_down: first.")
 
 
 def unanswered(user: str, conversation: Any, messages: list[Any]) -> None:

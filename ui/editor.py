@@ -43,7 +43,7 @@ def editor(doc: Document) -> None:
     if doc.overridden:
         st.caption(f":material/edit_note: Using **your version** of {doc.label}. Reset to go back to the default.")
     else:
-        st.caption(f":material/inventory_2: Using the **default** {doc.label}. Saving creates your own version.")
+        st.caption(f":material/inventory_2: Using the **default** version of {doc.label}. Saving creates your own.")
     edit, original = st.tabs(["Your version", "Default"], key=f"tabs_{doc.key}")
     with original:
         st.code(default, language="yaml", line_numbers=True)

@@ -184,7 +184,7 @@ def preferences() -> None:
         return
     svc = state.service()
     st.caption(
-        f"What Orchard has learned about how **{user}** likes answers, from your 👍/👎 and comments. "
+        f"What Orchard has learned about how **{user}** likes answers, from your :material/thumb_up: and :material/thumb_down: and comments. "
         "These lines are added to your prompts. Edit them, or delete the profile to start over."
     )
     left, right = st.columns([3, 2], gap="large")
@@ -205,7 +205,7 @@ def profile_editor(svc: Any, user: str) -> None:
     with st.container(horizontal=True):
         st.button("Save", key="save_profile", type="primary", icon=":material/save:", on_click=_save_profile, args=(user, key))
         st.button("Delete profile", key="delete_profile", type="tertiary", icon=":material/delete:",
-                  on_click=lambda: st.session_state.update(confirm_profile_delete=True))  # fmt: skip
+                  disabled=not svc.profiles.get(user), on_click=lambda: st.session_state.update(confirm_profile_delete=True))  # fmt: skip
     if st.session_state.get("confirm_profile_delete"):
         st.warning("Delete your preference profile? Your earlier ratings no longer shape it; they stay as training data.")
         with st.container(horizontal=True):
@@ -241,16 +241,17 @@ def ratings(svc: Any, user: str) -> None:
     found = svc.feedback.list(user)
     up = sum(1 for f in found if f.rating == "up")
     with st.container(horizontal=True):
-        st.metric("👍 Helpful", up, border=True)
-        st.metric("👎 Not helpful", len(found) - up, border=True)
+        st.metric(":material/thumb_up: Helpful", up, border=True)
+        st.metric(":material/thumb_down: Not helpful", len(found) - up, border=True)
     if not found:
-        st.caption("Rate answers in the chat with 👍 or 👎 to teach Orchard your preferences.")
+        st.caption("Rate answers in the chat with :material/thumb_up: or :material/thumb_down: to teach Orchard your preferences.")
         return
     st.caption("Your latest ratings")
     for item in sorted(found, key=lambda f: f.created_at, reverse=True)[:8]:
         with st.container(border=True):
             when = dt.datetime.fromtimestamp(item.created_at).strftime("%d %b %H:%M")
-            st.markdown(f"{'👍' if item.rating == 'up' else '👎'} **{item.prompt[:80]}**")
+            icon = ":green[:material/thumb_up:]" if item.rating == "up" else ":orange[:material/thumb_down:]"
+            st.markdown(f"{icon} **{item.prompt[:80]}**")
             if item.comment:
                 st.caption(f"“{item.comment}”")
             st.caption(when)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import sidebar, state, style
+from ui import errors, sidebar, state, style, toolbar
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
@@ -20,6 +20,10 @@ def main() -> None:
     ]
     current = st.navigation(pages, position="top" if state.user() else "hidden")
     style.apply()
-    state.conversation()  # resolve ?c= before the sidebar marks the open conversation
-    sidebar.render(chat_page)
-    current.run()
+    try:
+        state.conversation()  # resolve ?c= before the sidebar marks the open conversation
+        toolbar.critique_on()  # keep ?critique=on in the URL on every page
+        sidebar.render(chat_page)
+        current.run()
+    except Exception as exc:  # a last net: a message, never a traceback (st.rerun/st.stop pass)
+        errors.show(exc, action="showing this page")

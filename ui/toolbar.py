@@ -39,7 +39,7 @@ def header(user: str, conversation: Any) -> None:
             "Critique & revise",
             value=critique_on(),
             key="critique_toggle",
-            on_change=lambda: st.session_state.update({CRITIQUE_KEY: st.session_state["critique_toggle"]}),
+            on_change=lambda: set_critique(st.session_state["critique_toggle"]),
             help="Check each draft against the constitution (Settings → Constitution) and revise it. "
             "Shows the draft, each check and the revision. Slower: up to four more model calls.",
         )
@@ -47,7 +47,21 @@ def header(user: str, conversation: Any) -> None:
 
 
 def critique_on() -> bool:
-    return bool(st.session_state.get(CRITIQUE_KEY, False))
+    """Whether answers are critiqued and revised (kept in the URL: a reload keeps it)."""
+    if CRITIQUE_KEY not in st.session_state:
+        st.session_state[CRITIQUE_KEY] = st.query_params.get("critique") == "on"
+    on = bool(st.session_state[CRITIQUE_KEY])
+    if on and st.query_params.get("critique") != "on":
+        st.query_params["critique"] = "on"  # page switches drop the query string
+    return on
+
+
+def set_critique(on: bool) -> None:
+    st.session_state[CRITIQUE_KEY] = bool(on)
+    if on:
+        st.query_params["critique"] = "on"
+    else:
+        st.query_params.pop("critique", None)
 
 
 # --- mode --------------------------------------------------------------------------------------

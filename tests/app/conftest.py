@@ -33,13 +33,12 @@ def library(service: FakeChatService) -> FakeChatService:
 def open_app(service: FakeChatService) -> Callable[..., AppTest]:
     """``open_app(user="ana", page=None, c=None)``: a fresh browser session (a reload) on a page."""
 
-    def _open(user: str | None = "ana", *, page: str | None = None, c: str | None = None, run: bool = True, **kw: Any) -> AppTest:
+    def _open(user: str | None = "ana", *, page: str | None = None, c: str | None = None, run: bool = True, **params: str) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=30)
-        at.session_state["chat_service"] = kw.get("with_service", service)
-        if user:
-            at.query_params["user"] = user
-        if c:
-            at.query_params["c"] = c
+        at.session_state["chat_service"] = service
+        for name, value in {"user": user, "c": c, **params}.items():
+            if value:
+                at.query_params[name] = value
         if run:
             at.run()
             assert not at.exception, at.exception

@@ -130,6 +130,26 @@ def test_the_critique_toggle_survives_a_page_switch(open_app, service) -> None:
     assert at.toggle[0].value is True
 
 
+def test_the_critique_choice_survives_a_reload(open_app, service) -> None:
+    at = open_app()
+    at.toggle[0].set_value(True).run()
+    assert at.query_params["critique"] == "on"
+    reloaded = open_app(critique=at.query_params["critique"])
+    assert reloaded.toggle[0].value is True
+    reloaded.toggle[0].set_value(False).run()
+    assert "critique" not in reloaded.query_params
+
+
+def test_an_unexpected_error_in_a_page_is_a_message_not_a_traceback(open_app, service) -> None:
+    def broken(user: str) -> None:
+        raise RuntimeError("disk on fire")
+
+    service.conversations.list = broken
+    at = open_app()
+    assert not at.exception
+    assert "Something went wrong while listing your conversations (RuntimeError)" in at.error[0].value
+
+
 def test_a_thumb_is_stored_with_prompt_answer_sources_and_model(open_app, service) -> None:
     at = choose_mode(open_app(), "rag")
     ask(at, "When are apple trees pruned?")
