@@ -156,7 +156,8 @@ def build_agent(
         from orchard.prompts import load_prompt
 
         p = {name: (prompts or {}).get(name) or load_prompt(name) for name in ("agent_route", "agent_python", "agent_sql", "agent_answer")}
-        internal = llm.with_config(tags=[internal_tag]) if internal_tag else llm
+        internal = llm.bind(temperature=0) if hasattr(llm, "temperature") else llm  # code: greedy decoding
+        internal = internal.with_config(tags=[internal_tag]) if internal_tag else internal
         middleware.insert(
             0,
             RoutedToolCalling(

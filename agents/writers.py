@@ -8,9 +8,13 @@ questions. So the routed agent asks for code as text and builds the tool call it
 
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import sqlglot
+from sqlglot import exp
 
 from langchain_core.runnables import Runnable
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -48,13 +52,79 @@ def dialect_of(tool: BaseTool) -> str:
     return _DIALECT_NAMES.get(dialect, dialect)
 
 
+_SQLGLOT_DIALECT = {"SQLite": "sqlite", "DuckDB": "duckdb", "PostgreSQL": "postgres", "MySQL": "mysql"}
+_ASKS_WHICH = re.compile(r"^\s*(?:which|who)\b", re.I)
+
+
+def link_values(query: str, question: str, values: set[str], dialect: str = "sqlite") -> str:
+    """Replace string literals that name no stored value by the stored value they meant.
+
+    Measured: the 0.5B model wrote ``name = 'Lisboa'`` for "customers in Lisbon" although the
+    sample rows say Lisbon. A literal not among the stored values becomes the closest stored value
+    the question itself mentions (else a very close one); LIKE patterns are left alone.
+    """
+    if not values:
+        return query
+    try:
+        tree = sqlglot.parse_one(query, read=dialect)
+    except sqlglot.errors.SqlglotError:
+        return query
+    known = {v.lower(): v for v in values}
+    mentioned = [v for v in values if len(v) > 1 and v.lower() in question.lower()]
+    changed = False
+    for literal in list(tree.find_all(exp.Literal)):
+        text = literal.this
+        if not literal.is_string or text.lower() in known or "%" in text or "_" in text:
+            continue
+        pick = difflib.get_close_matches(text, mentioned, n=1, cutoff=0.5) or difflib.get_close_matches(
+            text, list(values), n=1, cutoff=0.85
+        )
+        if pick:
+            literal.replace(exp.Literal.string(pick[0]))
+            changed = True
+    return tree.sql(dialect=dialect) if changed else query
+
+
+def lint_query(question: str, query: str, dialect: str = "sqlite") -> str | None:
+    """A problem to send back before running the query, or None.
+
+    "Which customer spent the most?" answered with ``SELECT SUM(amount) ...`` names no customer
+    (measured): a which/who question must select more than aggregates.
+    """
+    if not _ASKS_WHICH.match(question):
+        return None
+    try:
+        select = sqlglot.parse_one(query, read=dialect).find(exp.Select)
+    except sqlglot.errors.SqlglotError:
+        return None
+    if select is not None and select.expressions and all(isinstance(e.unalias(), exp.AggFunc) for e in select.expressions):
+        return "the question asks which one: select its name as well, not only the aggregate"
+    return None
+
+
 @dataclass
 class ToolInputWriter:
-    """Writes the arguments of a call to ``python``, ``sql``, ``table`` or ``search_docs``."""
+    """Writes the arguments of a call to ``python``, ``sql``, ``table`` or ``search_docs``.
+
+    SQL is checked before it runs: string literals are linked to stored values
+    (:func:`link_values`) and a query that cannot answer the question (:func:`lint_query`) is
+    rewritten once with the problem.
+    """
 
     llm: Runnable
     python_prompt: ChatPromptTemplate
     sql_prompt: ChatPromptTemplate
+    _values: dict[str, set[str]] = field(default_factory=dict)
+
+    def values(self, tool: BaseTool) -> set[str]:
+        if tool.name not in self._values:
+            from agents.router import data_vocabulary
+
+            try:
+                self._values[tool.name] = set(data_vocabulary(tool))
+            except Exception:  # noqa: BLE001 - no linking rather than no answer
+                self._values[tool.name] = set()
+        return self._values[tool.name]
 
     def messages(self, tool: BaseTool, question: str) -> tuple[list[BaseMessage], str, str]:
         """The prompt, the code language and the argument name for ``tool``."""
@@ -67,7 +137,16 @@ class ToolInputWriter:
         """Arguments for ``tool``; ``failed`` = (the previous input, its error) asks for a fix."""
         if tool.name not in ("python", "sql", "table"):
             return {"query": question}
-        messages, language, argument = self.messages(tool, question)
+        code = self._generate(tool, question, failed)
+        if tool.name != "python":
+            dialect = _SQLGLOT_DIALECT.get(dialect_of(tool), "sqlite")
+            if failed is None and (problem := lint_query(question, code, dialect)):
+                code = self._generate(tool, question, (code, problem))
+            code = link_values(code, question, self.values(tool), dialect)
+        return {"code" if tool.name == "python" else "query": code}
+
+    def _generate(self, tool: BaseTool, question: str, failed: tuple[str, str] | None) -> str:
+        messages, language, _ = self.messages(tool, question)
         if failed:
             previous, error = failed
             messages += [
@@ -75,4 +154,4 @@ class ToolInputWriter:
                 HumanMessage(content=f"That failed with: {error}\nWrite a corrected version in one ```{language} block."),
             ]
         reply = self.llm.invoke(messages)
-        return {argument: extract_code(str(reply.content), language)}
+        return extract_code(str(reply.content), language)

@@ -167,7 +167,7 @@ class ChatService:
     def router(self, tools: list[Any]) -> Any:
         from agents.router import QuestionRouter
 
-        internal = self.llm.with_config(tags=[INTERNAL])
+        internal = self.llm.bind(temperature=0).with_config(tags=[INTERNAL])
         return QuestionRouter(
             llm=internal,
             prompt=self.agent_prompts()["agent_route"],

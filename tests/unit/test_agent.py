@@ -221,3 +221,43 @@ def test_a_wrong_number_in_the_answer_is_replaced_in_the_agent_state() -> None:
     model = ScriptedToolModel(replies=["compute", "```python\nprint(sum(i*i for i in range(1, 101)))\n```", "It is 338,000."])
     result = run(model, [python], "What is the sum of the squares from 1 to 100?")
     assert result["answer"] == "The python result is 338350."
+
+
+@pytest.mark.parametrize(
+    ("query", "linked"),
+    [
+        ("SELECT COUNT(*) FROM towns WHERE name = 'Lisboa'", "SELECT COUNT(*) FROM towns WHERE name = 'Lisbon'"),
+        ("SELECT COUNT(*) FROM towns WHERE name = 'Lisbon'", "SELECT COUNT(*) FROM towns WHERE name = 'Lisbon'"),
+        ("SELECT COUNT(*) FROM towns WHERE name LIKE 'Lis%'", "SELECT COUNT(*) FROM towns WHERE name LIKE 'Lis%'"),
+        ("SELECT COUNT(*) FROM towns WHERE name = 'Oslo'", "SELECT COUNT(*) FROM towns WHERE name = 'Oslo'"),  # nothing close
+        ("not sql at all (", "not sql at all ("),
+    ],
+)
+def test_string_literals_are_linked_to_stored_values(query: str, linked: str) -> None:
+    from agents.writers import link_values
+
+    assert link_values(query, "How many customers live in Lisbon?", {"Lisbon", "Porto", "Faro"}) == linked
+
+
+def test_a_which_question_answered_by_an_aggregate_alone_is_sent_back() -> None:
+    from agents.writers import lint_query
+
+    assert lint_query("Which customer spent the most?", "SELECT SUM(amount) FROM orders GROUP BY customer_id LIMIT 1")
+    assert lint_query("Which customer spent the most?", "SELECT name, SUM(amount) AS s FROM orders GROUP BY name") is None
+    assert lint_query("How much was spent?", "SELECT SUM(amount) FROM orders") is None
+
+
+def test_the_writer_rewrites_a_query_that_cannot_answer_and_links_its_values() -> None:
+    sql = FakeSQL(seen=[])
+    model = ScriptedToolModel(
+        replies=[
+            "data",
+            "```sql\nSELECT SUM(amount) FROM orders\n```",  # names no customer: sent back before running
+            "```sql\nSELECT name FROM towns WHERE name = 'Lisboa'\n```",
+            "```sql\nSELECT COUNT(*) FROM orders\n```",  # FakeSQL fails the one above: the retry
+            "Lisbon.",
+        ]
+    )
+    run(model, [sql], "Which town in the orders is Lisbon?")
+    assert "select its name" in model.calls[2][-1].content
+    assert sql.seen[0] == "SELECT name FROM towns WHERE name = 'Lisbon'"
