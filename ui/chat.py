@@ -208,6 +208,7 @@ def answer_question(user: str, conversation: Any, earlier: list[Any], question: 
         return
     with errors.guard("saving the answer"):
         state.service().conversations.add_message(user, conversation.id, "assistant", result.text, meta=result.meta)
+        state.status(fresh=True)  # the model just answered: the status line should say it is up
         st.rerun()
 
 

@@ -86,8 +86,10 @@ def _group(stamp: float) -> str:
 def user_box(name: str) -> None:
     with st.popover(name, icon=":material/account_circle:", type="tertiary", use_container_width=True, key="user_box"):
         st.caption("Your name keeps your conversations, ratings and preferences apart from other people's.")
-        new = st.text_input("Switch to another name", key="switch_user", max_chars=64)
-        if st.button("Switch", key="switch_user_button", disabled=not new.strip()):
+        with st.form("switch_user_form", border=False):
+            new = st.text_input("Switch to another name", key="switch_user", max_chars=64)
+            switch = st.form_submit_button("Switch")
+        if switch:
             change_user(new)
 
 
@@ -111,10 +113,10 @@ def status_line() -> None:
         st.caption(f":material/error: Status unavailable: {info['error']}")
         return
     if info.get("model_server_up"):
-        st.caption(f":green[:material/fiber_manual_record:] {info.get('llm_model')}", help=f"Model server at {info.get('llm_base_url')}")
+        st.caption(f":green[●] {info.get('llm_model')}", help=f"Model server at {info.get('llm_base_url')}")
     else:
         st.caption(
-            ":orange[:material/fiber_manual_record:] Model server busy or offline",
+            ":orange[●] Model server busy or offline",
             help=f"Nothing answers at {info.get('llm_base_url')} (stopped, or busy with a long request). "
             "`orchard serve` starts the embedded one; Settings can point to another server.",
         )

@@ -162,6 +162,28 @@ def test_a_thumb_is_stored_with_prompt_answer_sources_and_model(open_app, servic
     assert "Thanks, your feedback is saved." in [t.value for t in at.toast]
 
 
+def test_clearing_a_thumb_removes_the_rating(open_app, service) -> None:
+    at = choose_mode(open_app(), "rag")
+    ask(at, "When are apple trees pruned?")
+    at.feedback[0].set_value(1).run()
+    assert len(service.feedback.list("ana")) == 1
+    at.feedback[0].set_value(None).run()
+    assert not at.exception
+    assert service.feedback.list("ana") == []
+
+
+def test_switching_users_shows_only_their_conversations(open_app, service) -> None:
+    at = ask(open_app(), "Ana's question")
+    at.text_input(key="switch_user").input("bob")
+    button(at, "Switch").click().run()
+    assert not at.exception
+    assert at.query_params["user"] == "bob" and "c" not in at.query_params
+    assert not at.chat_message and "Your conversations will appear here." in texts(at)
+    ask(at, "Bob's question")
+    assert [c.title for c in service.conversations.list("bob")] == ["Bob's question"]
+    assert [c.title for c in service.conversations.list("ana")] == ["Ana's question"]
+
+
 def test_a_comment_goes_with_the_rating(open_app, service) -> None:
     at = choose_mode(open_app(), "rag")
     ask(at, "When are apple trees pruned?")

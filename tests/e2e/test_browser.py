@@ -136,7 +136,7 @@ def test_upload_then_an_answer_from_the_uploaded_file(browser, app_server: AppSe
 
 def test_a_cited_answer_streams_with_its_sources(browser, app_server: AppServer, tmp_path: Path) -> None:
     user = "e2e-cited"
-    page = open_page(browser, f"{app_server.url}/?user={user}")
+    page = open_page(browser, f"{app_server.url}/?user={user}", height=1200)
     choose_mode(page, "Documents")
     page.evaluate(WATCH_FIRST_TOKEN)
     ask(page, "When should apple trees be pruned?")
