@@ -213,8 +213,12 @@ def test_history_survives_a_reload_and_a_server_restart(browser, app_server: App
     user = "e2e-history"
     page = open_page(browser, f"{app_server.url}/?user={user}")
     choose_mode(page, "Chat")
+    page.evaluate(WATCH_FIRST_TOKEN)
     ask(page, "Say hello in one short sentence.")
     reply = answer(page).inner_text()
+    latency = first_token_latency(page, stored_answer(app_server, user).meta)
+    print("\nfirst-token latency, chat mode (ms):", json.dumps(latency))
+    assert latency["ui_overhead_ms"] <= 300, latency
     address = page.url.removeprefix(app_server.url)
     assert "c=" in address  # the open conversation is in the URL
     page.reload()
