@@ -67,6 +67,16 @@ class Settings(BaseSettings):
     sql_max_rows: int = Field(200, ge=1, le=10000)
     tool_timeout: float = Field(10.0, gt=0, le=300)
 
+    @field_validator("llm_base_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1")
+        return value.strip()
+
     @field_validator("data_dir", "store_dir", "cache_dir", "prompts_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:

@@ -254,6 +254,23 @@ class ChatService:
         self.profiles.update_profile_from_feedback(user)
         return record
 
+    def unrate(self, *, user: str, conversation_id: str, message_id: int) -> bool:
+        """Remove the user's rating of an answer (and refresh their profile); True if there was one."""
+        mine = [f for f in self.feedback.list(user) if f.conversation_id == conversation_id and f.message_id == message_id]
+        for record in mine:
+            self.feedback.delete(record.id, user=user)
+        if mine:
+            self.profiles.update_profile_from_feedback(user)
+        return bool(mine)
+
+    def delete_conversation(self, user: str, conversation_id: str) -> None:
+        """Delete a conversation, its messages and the files attached to it (ratings stay: they
+        are training data, deleted from the feedback view)."""
+        import shutil
+
+        self.conversations.delete(user, conversation_id)
+        shutil.rmtree(self.tables_dir(conversation_id), ignore_errors=True)
+
     def preferences(self, user: str | None) -> str:
         """What the user's profile adds to their prompts ('' without a user or a profile)."""
         if not user:
@@ -317,10 +334,21 @@ class ChatService:
         if not safe or Path(safe).suffix.lower() not in (".csv", ".tsv", ".xlsx"):
             msg = f"{name}: attach a CSV, TSV or XLSX file"
             raise OrchardError(msg)
-        folder = self.settings.data_dir / "tables" / safe_file_name(conversation_id)
+        folder = self.tables_dir(conversation_id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / safe).write_bytes(data)
         return folder / safe
+
+    def tables_dir(self, conversation_id: str) -> Path:
+        return self.settings.data_dir / "tables" / safe_file_name(conversation_id)
+
+    def detach_table(self, conversation_id: str, path: str | Path) -> bool:
+        """Delete an attached file (only one kept under this conversation's folder)."""
+        target = Path(path).resolve()
+        if not target.is_relative_to(self.tables_dir(conversation_id).resolve()) or not target.is_file():
+            return False
+        target.unlink()
+        return True
 
     # --- prompt templates and the constitution (the same files `orchard prompts` uses) --------
 
@@ -622,10 +650,13 @@ class ChatService:
         from orchard import server
 
         s = self.settings
+        up = server.is_serving(s.llm_base_url, timeout=1.0)
         return {
             "llm_base_url": s.llm_base_url,
             "llm_model": s.llm_model,
-            "model_server_up": server.is_serving(s.llm_base_url, timeout=1.0),
+            "model_server_up": up,
+            # llama.cpp does not answer while it generates: listening but silent is busy, not down
+            "model_server_busy": not up and server.is_listening(s.llm_base_url, timeout=0.5),
             "store": s.chroma_url or str(s.store_path),
             "chunks": self.store.count(),
         }

@@ -79,7 +79,7 @@ def empty_state(conversation: Any) -> None:
                 "Your library is empty. Add files with **Add documents** in the sidebar or on the "
                 "**Library** page; until then, *Chat* and *Agent* modes still work."
             )
-    if info.get("model_server_up") is False:
+    if info.get("model_server_up") is False and not info.get("model_server_busy"):
         st.warning(
             f"The model server at {info.get('llm_base_url')} is not answering. If it is not busy with "
             "another request, start it with `orchard serve` (or `make run`), or change the endpoint in "
@@ -277,11 +277,7 @@ def _rate(user: str, conversation_id: str, message_id: int, key: str) -> None:
 
 
 def _unrate(user: str, conversation_id: str, message_id: int) -> None:
-    svc = state.service()
-    for item in svc.feedback.list(user):
-        if item.message_id == message_id and item.conversation_id == conversation_id:
-            svc.feedback.delete(item.id, user=user)
-    svc.profiles.update_profile_from_feedback(user)
+    state.service().unrate(user=user, conversation_id=conversation_id, message_id=message_id)
     state.flash("Rating removed.")
 
 

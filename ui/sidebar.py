@@ -114,6 +114,8 @@ def status_line() -> None:
         return
     if info.get("model_server_up"):
         st.caption(f":green[●] {info.get('llm_model')}", help=f"Model server at {info.get('llm_base_url')}")
+    elif info.get("model_server_busy"):
+        st.caption(f":orange[●] {info.get('llm_model')} is busy", help="The model server is answering another request.")
     else:
         st.caption(
             ":orange[●] Model server busy or offline",

@@ -100,6 +100,10 @@ class WarmUp:
             done.set()
 
     def _models(self) -> None:
+        warm_up = getattr(self.target, "warm_up", None)
+        if warm_up is not None:  # the service: model client, embedder, then the BM25 index
+            warm_up()
+            return
         _ = self.target.llm
         embeddings = self.target.embeddings
         if hasattr(embeddings, "warm_up"):

@@ -124,7 +124,7 @@ def delete_confirmation(user: str, conversation: Any) -> None:
         with st.container(horizontal=True):
             if st.button("Delete conversation", type="primary", key="confirm_delete"):
                 try:
-                    state.service().conversations.delete(user, conversation.id)
+                    state.service().delete_conversation(user, conversation.id)
                 except Exception as exc:
                     errors.show(exc, action="deleting the conversation")
                     return
@@ -206,6 +206,7 @@ def _detach_table(user: str, path: str) -> None:
         conversation = _conversation_for(user)
         remaining = [t for t in conversation.tables if t != path]
         state.service().conversations.set_data_sources(user, conversation.id, db_url=conversation.db_url, tables=remaining)
+        state.service().detach_table(conversation.id, path)
         state.flash(f"Detached {Path(path).name}.")
     except Exception as exc:
         state.flash(errors.message(exc, action="detaching the file"), kind="error")

@@ -28,7 +28,8 @@ class SlowService:
         self.built.append("llm")
         return object()
 
-    def warm_up(self) -> None:  # the embedder's model
+    def warm_up(self) -> None:  # like ChatService.warm_up: the model client, then the embedder's model
+        _ = self.llm
         self.release_embedder.wait(5)
         self.built.append("embedder")
 

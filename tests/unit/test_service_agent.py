@@ -139,3 +139,23 @@ def test_tools_run_shapes(tmp_path: Path) -> None:
     assert out["ok"] is False and "bad arguments" in out["error"]
     code, text = tools_cli("run", "python", "--input", '{"code": "open(\'/etc/passwd\').read()"}')
     assert code == 1 and "refused" in text
+
+
+def test_deleting_a_conversation_removes_its_attached_files_and_unrate_forgets_the_rating(tmp_path: Path) -> None:
+    service = service_with(ScriptedToolModel(), tmp_path)
+    conversation = service.conversations.create("ana")
+    attached = service.attach_table(conversation.id, "harvest.csv", b"variety,kg\nGala,3\n")
+    assert attached.is_file() and service.detach_table(conversation.id, "/etc/passwd") is False
+    service.conversations.add_message("ana", conversation.id, "user", "Total kg?")
+    answer = service.conversations.add_message("ana", conversation.id, "assistant", "3 kg.", meta={"question": "Total kg?"})
+    service.rate(user="ana", conversation_id=conversation.id, message_id=answer.id, rating="down", comment="too long")
+    assert service.profiles.get("ana")  # the comment became a preference
+    assert service.unrate(user="ana", conversation_id=conversation.id, message_id=answer.id) is True
+    assert service.feedback.list("ana") == []
+    service.delete_conversation("ana", conversation.id)
+    assert not attached.exists() and service.conversations.list("ana") == []
+
+
+def test_a_model_endpoint_must_be_an_http_url() -> None:
+    with pytest.raises(ValueError, match="http"):
+        Settings(llm_base_url="localhost:8000")
