@@ -54,6 +54,7 @@ def dialect_of(tool: BaseTool) -> str:
 
 _SQLGLOT_DIALECT = {"SQLite": "sqlite", "DuckDB": "duckdb", "PostgreSQL": "postgres", "MySQL": "mysql"}
 _ASKS_WHICH = re.compile(r"^\s*(?:which|who)\b", re.I)
+_ASKS_HOW_MANY = re.compile(r"^\s*how many\b(?!.*\b(?:kg|kilograms?|litres?|liters?|euros?|dollars?|hours?|minutes?|grams?|tons?)\b)", re.I)
 
 
 def link_values(query: str, question: str, values: set[str], dialect: str = "sqlite") -> str:
@@ -88,17 +89,24 @@ def link_values(query: str, question: str, values: set[str], dialect: str = "sql
 def lint_query(question: str, query: str, dialect: str = "sqlite") -> str | None:
     """A problem to send back before running the query, or None.
 
-    "Which customer spent the most?" answered with ``SELECT SUM(amount) ...`` names no customer
-    (measured): a which/who question must select more than aggregates.
+    Measured with the 0.5B model: "Which customer spent the most?" answered with
+    ``SELECT SUM(amount) ...`` names no customer, so a which/who question must select more than
+    aggregates; "How many orders were placed?" answered with ``SUM(amount)`` adds money, so a
+    how-many question (of things, not of kg or euros) must count.
     """
-    if not _ASKS_WHICH.match(question):
+    asks_which, asks_count = bool(_ASKS_WHICH.match(question)), bool(_ASKS_HOW_MANY.match(question))
+    if not (asks_which or asks_count):
         return None
     try:
         select = sqlglot.parse_one(query, read=dialect).find(exp.Select)
     except sqlglot.errors.SqlglotError:
         return None
-    if select is not None and select.expressions and all(isinstance(e.unalias(), exp.AggFunc) for e in select.expressions):
+    if select is None or not select.expressions:
+        return None
+    if asks_which and all(isinstance(e.unalias(), exp.AggFunc) for e in select.expressions):
         return "the question asks which one: select its name as well, not only the aggregate"
+    if asks_count and not select.find(exp.Count) and select.find(exp.Sum):
+        return "the question asks how many: count the rows with COUNT(*) instead of adding up a column"
     return None
 
 

@@ -245,6 +245,9 @@ def test_a_which_question_answered_by_an_aggregate_alone_is_sent_back() -> None:
     assert lint_query("Which customer spent the most?", "SELECT SUM(amount) FROM orders GROUP BY customer_id LIMIT 1")
     assert lint_query("Which customer spent the most?", "SELECT name, SUM(amount) AS s FROM orders GROUP BY name") is None
     assert lint_query("How much was spent?", "SELECT SUM(amount) FROM orders") is None
+    assert "COUNT" in lint_query("How many orders were placed?", "SELECT SUM(amount) FROM orders")
+    assert lint_query("How many kg were harvested?", "SELECT SUM(kg) FROM harvest") is None
+    assert lint_query("How many orders were placed?", "SELECT COUNT(*) FROM orders") is None
 
 
 def test_the_writer_rewrites_a_query_that_cannot_answer_and_links_its_values() -> None:
