@@ -91,13 +91,13 @@ def test_a_question_naming_the_schema_goes_to_sql_even_when_the_model_says_docum
 def test_a_failed_call_is_rewritten_once_with_the_error_then_answered() -> None:
     sql = FakeSQL(seen=[])
     model = ScriptedToolModel(
-        replies=["data", "```sql\nSELECT SUM(total) FROM orders\n```", "```sql\nSELECT COUNT(*) FROM orders\n```", "42 orders."]
+        replies=["data", "```sql\nSELECT MAX(total) FROM orders\n```", "```sql\nSELECT COUNT(*) FROM orders\n```", "42 orders."]
     )
     result = run(model, [sql], "How many orders?")
     assert [c["ok"] for c in result["tool_calls"]] == [False, True]
     assert result["tool_calls"][0]["output"].startswith("error: no such column: total")
     retry_prompt = model.calls[2]
-    assert "no such column: total" in retry_prompt[-1].content and "SUM(total)" in retry_prompt[-2].content
+    assert "no such column: total" in retry_prompt[-1].content and "MAX(total)" in retry_prompt[-2].content
     assert result["answer"] == "42 orders."
 
 
