@@ -35,13 +35,18 @@ def launch_app(settings: Settings, *, port: int, address: str, echo: Callable[[s
 
     signal.signal(signal.SIGTERM, _terminate)
     handle = None
-    if settings.is_default_llm_url and not server.is_serving(settings.llm_base_url):
+    serving = server.is_serving(settings.llm_base_url)
+    if not serving and server.is_listening(settings.llm_base_url):
+        # A llama.cpp server busy with a request does not answer: use it, do not start a second.
+        echo(f"a model server is listening at {settings.llm_base_url} (busy); using it")
+        serving = True
+    if settings.is_default_llm_url and not serving:
         command = ChatService(settings).embedded_server_command()
         log = settings.data_dir / "logs" / "model-server.log"
         echo(f"starting the embedded model server at {settings.llm_base_url} (log: {log}) …")
         handle = server.start_server(command, base_url=settings.llm_base_url, log=log, timeout=180)
         echo("model server ready")
-    elif not server.is_serving(settings.llm_base_url):
+    elif not serving:
         echo(f"warning: no model server answers at {settings.llm_base_url}; the app will say so")
     env = dict(os.environ, ORCHARD_DATA_DIR=str(settings.data_dir))
     echo(f"Orchard is at http://{address}:{port}  (Ctrl-C stops it)")

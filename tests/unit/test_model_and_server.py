@@ -84,3 +84,24 @@ def test_the_server_environment_drops_names_llama_cpp_would_read_as_settings(mon
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     env = server_env()
     assert "PORT" not in env and env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_orchard_app_uses_a_busy_model_server_instead_of_starting_a_second(monkeypatch, tmp_path) -> None:
+    """A llama.cpp server answering a long request does not answer health checks (measured): the
+    app must not start another one on the same port (it would exit with 'address in use')."""
+    from orchard import launch, server
+    from orchard.config import Settings
+
+    monkeypatch.setattr(server, "is_serving", lambda *a, **k: False)
+    monkeypatch.setattr(server, "is_listening", lambda *a, **k: True)
+    monkeypatch.setattr(server, "start_server", lambda *a, **k: pytest.fail("started a second server"))
+
+    class App:
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: App())
+    monkeypatch.setattr(launch.signal, "signal", lambda *a: None)  # keep pytest's own SIGTERM handling
+    said: list[str] = []
+    assert launch.launch_app(Settings(data_dir=tmp_path), port=8599, address="127.0.0.1", echo=said.append) == 0
+    assert any("busy" in line for line in said)
