@@ -158,11 +158,14 @@ def build_agent(
         p = {name: (prompts or {}).get(name) or load_prompt(name) for name in ("agent_route", "agent_python", "agent_sql", "agent_answer")}
         internal = llm.bind(temperature=0) if hasattr(llm, "temperature") else llm  # code: greedy decoding
         internal = internal.with_config(tags=[internal_tag]) if internal_tag else internal
+        router = router or QuestionRouter(llm=internal, prompt=p["agent_route"], tools=tools)
         middleware.insert(
             0,
             RoutedToolCalling(
-                router=router or QuestionRouter(llm=internal, prompt=p["agent_route"], tools=tools),
-                writer=ToolInputWriter(llm=internal, python_prompt=p["agent_python"], sql_prompt=p["agent_sql"]),
+                router=router,
+                writer=ToolInputWriter(
+                    llm=internal, python_prompt=p["agent_python"], sql_prompt=p["agent_sql"], vocabulary=router.vocabulary
+                ),
                 answer_prompt=p["agent_answer"],
                 tools=tools,
                 max_attempts=max_attempts,
@@ -171,6 +174,19 @@ def build_agent(
     return create_agent(
         llm, list(tools), system_prompt=system_prompt or data_system_prompt(tools), middleware=middleware, **create_agent_kwargs
     )
+
+
+def tool_call_record(message: ToolMessage, call: dict[str, Any] | None) -> dict[str, Any]:
+    """``{tool, input, output, ok}`` for a tool's result and the call that asked for it."""
+    arguments = (call or {}).get("args", {})
+    return {"tool": message.name, "input": arguments, "output": str(message.content), "ok": message.status != "error"}
+
+
+def add_sources(sources: list[dict[str, Any]], message: ToolMessage) -> list[dict[str, Any]]:
+    """``sources`` plus a search_docs result's records, numbered on after them."""
+    if message.name != "search_docs" or not message.artifact:
+        return sources
+    return sources + [{**record, "n": record["n"] + len(sources)} for record in message.artifact]
 
 
 def agent_result(state: dict[str, Any]) -> dict[str, Any]:
@@ -189,11 +205,6 @@ def agent_result(state: dict[str, Any]) -> dict[str, Any]:
             if not message.tool_calls:
                 answer = str(message.content)
         elif isinstance(message, ToolMessage):
-            call = calls.get(message.tool_call_id, {"name": message.name, "args": {}})
-            tool_calls.append(
-                {"tool": message.name, "input": call["args"], "output": str(message.content), "ok": message.status != "error"}
-            )
-            if message.name == "search_docs" and message.artifact:
-                offset = len(sources)
-                sources += [{**record, "n": record["n"] + offset} for record in message.artifact]
+            tool_calls.append(tool_call_record(message, calls.get(message.tool_call_id)))
+            sources = add_sources(sources, message)
     return {"question": question, "answer": answer.strip(), "sources": sources, "tool_calls": tool_calls, "route": route}

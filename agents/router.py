@@ -96,9 +96,9 @@ def table_names(tool: BaseTool) -> list[str]:
     return list(db.columns_by_table()) if db is not None else []
 
 
-def schema_terms(tool: BaseTool) -> set[str]:
-    """Stemmed words naming a data tool's tables, columns and short stored values (no numbers)."""
-    return {t for term in data_vocabulary(tool) for t in tokenize(term) if not t.isdigit()}
+def schema_terms(vocabulary: Iterable[str]) -> set[str]:
+    """Stemmed words of a data tool's vocabulary (tables, columns, short stored values; no numbers)."""
+    return {t for term in vocabulary for t in tokenize(term) if not t.isdigit()}
 
 
 def parse_kind(reply: str) -> str | None:
@@ -132,7 +132,9 @@ class QuestionRouter:
         self.relevance, self.min_relevance = relevance, min_relevance
         self.prompt = prompt
         self.tools = {t.name: t for t in tools}
-        self.terms = {name: schema_terms(self.tools[name]) for name in DATA_TOOLS if name in self.tools}
+        #: Each data tool's vocabulary, read once (the SQL writer links string literals to it too).
+        self.vocabulary = {name: set(data_vocabulary(self.tools[name])) for name in DATA_TOOLS if name in self.tools}
+        self.terms = {name: schema_terms(words) for name, words in self.vocabulary.items()}
         self._decided: dict[str, Route] = {}  # one decision per question (auto mode, then the agent)
 
     def _tables(self) -> str:

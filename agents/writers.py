@@ -122,17 +122,8 @@ class ToolInputWriter:
     llm: Runnable
     python_prompt: ChatPromptTemplate
     sql_prompt: ChatPromptTemplate
-    _values: dict[str, set[str]] = field(default_factory=dict)
-
-    def values(self, tool: BaseTool) -> set[str]:
-        if tool.name not in self._values:
-            from agents.router import data_vocabulary
-
-            try:
-                self._values[tool.name] = set(data_vocabulary(tool))
-            except Exception:  # noqa: BLE001 - no linking rather than no answer
-                self._values[tool.name] = set()
-        return self._values[tool.name]
+    #: Stored values per data tool (the router's :attr:`~agents.router.QuestionRouter.vocabulary`).
+    vocabulary: dict[str, set[str]] = field(default_factory=dict)
 
     def messages(self, tool: BaseTool, question: str) -> tuple[list[BaseMessage], str, str]:
         """The prompt, the code language and the argument name for ``tool``."""
@@ -150,7 +141,7 @@ class ToolInputWriter:
             dialect = _SQLGLOT_DIALECT.get(dialect_of(tool), "sqlite")
             if failed is None and (problem := lint_query(question, code, dialect)):
                 code = self._generate(tool, question, (code, problem))
-            code = link_values(code, question, self.values(tool), dialect)
+            code = link_values(code, question, self.vocabulary.get(tool.name, set()), dialect)
         return {"code" if tool.name == "python" else "query": code}
 
     def _generate(self, tool: BaseTool, question: str, failed: tuple[str, str] | None) -> str:

@@ -560,6 +560,7 @@ class ChatService:
     def _stream_agent(self, agent: Any, question: str, *, history: Any) -> Iterator[dict[str, Any]]:
         from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
+        from agents.agent import add_sources, tool_call_record
         from chains.condense import as_messages
 
         messages = [*as_messages(history), HumanMessage(question)]
@@ -576,11 +577,9 @@ class ChatService:
                     if not message.tool_calls and message.content:
                         yield {"answer": str(message.content)}
                 elif isinstance(message, ToolMessage):
-                    call = calls.get(message.tool_call_id, {"args": {}})
-                    yield {"tool_call": {"tool": message.name, "input": call["args"], "output": str(message.content), "ok": message.status != "error"}}
-                    if message.name == "search_docs" and message.artifact:
-                        offset = len(sources)
-                        sources += [{**r, "n": r["n"] + offset} for r in message.artifact]
+                    yield {"tool_call": tool_call_record(message, calls.get(message.tool_call_id))}
+                    if (more := add_sources(sources, message)) is not sources:  # a search added some
+                        sources = more
                         yield {"sources": list(sources)}
 
     def ask(
