@@ -17,6 +17,6 @@ os.environ["LANGCHAIN_TRACING_V2"] = "false"
 
 st.set_page_config(page_title="Orchard", page_icon="🍏", layout="wide", initial_sidebar_state="expanded")
 
-from ui import main  # noqa: E402  (after set_page_config and the environment)
+from orchard.ui import main  # noqa: E402  (after set_page_config and the environment)
 
 main()

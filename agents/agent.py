@@ -18,7 +18,7 @@ Either way the result is an ordinary ``create_agent`` state; :func:`agent_result
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain.agents import create_agent
@@ -26,11 +26,13 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
+from langchain_core.runnables.utils import AddableDict
 from langchain_core.tools import BaseTool
 
-from agents.checks import checked_answer
-from agents.router import QuestionRouter, Route, describe_route
-from agents.writers import ToolInputWriter, schema_of
+from orchard.agents.checks import checked_answer
+from orchard.agents.router import QuestionRouter, Route, describe_route
+from orchard.agents.writers import ToolInputWriter, schema_of
 
 TOOL_CALLING = ("routed", "auto")
 #: Characters of a tool's output the answering model reads (search_docs: its whole passage budget).
@@ -187,6 +189,64 @@ def add_sources(sources: list[dict[str, Any]], message: ToolMessage) -> list[dic
     if message.name != "search_docs" or not message.artifact:
         return sources
     return sources + [{**record, "n": record["n"] + len(sources)} for record in message.artifact]
+
+
+class _AgentChunker:
+    """Agent graph updates in, the chains' dict chunks out (route, tool_call, sources, answer).
+
+    The answer comes from the model node's update, not its tokens: the routed agent checks the
+    answer against the tool's result and may replace it (:mod:`orchard.agents.checks`).
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[str, dict[str, Any]] = {}
+        self.sources: list[dict[str, Any]] = []
+
+    def chunks(self, step: dict[str, Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for update in step.values():
+            for message in (update or {}).get("messages", []):
+                if isinstance(message, AIMessage):
+                    if "orchard_route" in message.response_metadata:
+                        out.append({"route": message.response_metadata["orchard_route"]})
+                    self.calls.update({c["id"]: c for c in message.tool_calls})
+                    if not message.tool_calls and message.content:
+                        out.append({"answer": str(message.content)})
+                elif isinstance(message, ToolMessage):
+                    out.append({"tool_call": tool_call_record(message, self.calls.get(message.tool_call_id))})
+                    if (more := add_sources(self.sources, message)) is not self.sources:  # a search added some
+                        self.sources = more
+                        out.append({"sources": list(self.sources)})
+        return out
+
+
+def _agent_input(inputs: dict[str, Any]) -> dict[str, Any]:
+    from orchard.chains.condense import as_messages
+
+    return {"messages": [*as_messages(inputs.get("history")), HumanMessage(str(inputs["question"]).strip())]}
+
+
+def build_agent_chain(agent: Any) -> Runnable:
+    """The agent as a chain of the chains' protocol: input ``{"question", "history"}``, output
+    chunks ``route``, ``tool_call`` (one per call), ``sources`` (from search_docs) and ``answer``
+    — so :func:`orchard.chains.constitutional.with_critique` and the answering use case treat it
+    like the RAG and chat chains. ``invoke``/``stream``/``ainvoke``/``astream`` all work.
+    """
+
+    def stream(items: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[dict[str, Any]]:
+        for inputs in items:
+            chunker = _AgentChunker()
+            for step in agent.stream(_agent_input(inputs), config, stream_mode="updates"):
+                yield from (AddableDict(c) for c in chunker.chunks(step))
+
+    async def astream(items: AsyncIterator[dict[str, Any]], config: RunnableConfig) -> AsyncIterator[dict[str, Any]]:
+        async for inputs in items:
+            chunker = _AgentChunker()
+            async for step in agent.astream(_agent_input(inputs), config, stream_mode="updates"):
+                for chunk in chunker.chunks(step):
+                    yield AddableDict(chunk)
+
+    return RunnableGenerator(stream, astream).with_config(run_name="orchard_agent")
 
 
 def agent_result(state: dict[str, Any]) -> dict[str, Any]:

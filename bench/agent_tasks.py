@@ -77,7 +77,7 @@ class Task:
 
     def answer_ok(self, answer: str) -> bool:
         """Numbers compare as numbers (338,350 = 338350; 670,000 is not 67000), text as a phrase."""
-        from agents.checks import states_value
+        from orchard.agents.checks import states_value
 
         return any(states_value(answer, expected) for expected in self.expected)
 

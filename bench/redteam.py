@@ -147,7 +147,7 @@ def freeze_constitution(source: Path, prompts_dir: Path) -> dict:
     one, even if the packaged file is edited meanwhile); what the critique ran with."""
     import subprocess
 
-    from chains import constitutional
+    from orchard.chains import constitutional
     from orchard.constitution import load_constitution
 
     prompts_dir.mkdir(parents=True, exist_ok=True)

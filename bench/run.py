@@ -200,7 +200,7 @@ def run_latency(store_dir: Path, base_url: str, repeats: int) -> dict:
         base_url=base_url, api_key="none", model="m", temperature=0, max_tokens=128, extra_body={"max_tokens": 128},
         stream_usage=False,
     )
-    from chains.rag import fit_context, format_context
+    from orchard.chains.rag import fit_context, format_context
     from orchard.prompts import load_prompt
 
     prompt = load_prompt("rag_answer")

@@ -21,7 +21,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 from langchain_core.runnables.utils import AddableDict
 
-from chains.condense import as_messages
+from orchard.chains.condense import as_messages
 
 
 def build_chat_chain(*, llm: BaseChatModel, prompt: ChatPromptTemplate | None = None) -> Runnable:

@@ -429,7 +429,7 @@ def _final_fields(draft: _Draft, answer: str) -> AddableDict:
     out = AddableDict(draft.held)
     sources = draft.fields.get("sources")
     if answer.strip() != draft.answer and isinstance(sources, list):
-        from chains.rag import cited_numbers
+        from orchard.chains.rag import cited_numbers
 
         cited = cited_numbers(answer, len(sources))
         if "cited" in out:

@@ -33,8 +33,8 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator, RunnableLambda
 from langchain_core.runnables.utils import AddableDict
 
-from chains.citations import StreamingCiter
-from chains.condense import as_messages
+from orchard.chains.citations import StreamingCiter
+from orchard.chains.condense import as_messages
 
 NO_ANSWER = "The documents do not answer this question."
 _CITATION = re.compile(r"\[(\d{1,2})\]")
@@ -122,7 +122,7 @@ def build_rag_chain(
         attribute_citations: add ``[n]`` to answer sentences the model left uncited, matched to
             the source that supports them (see :mod:`chains.citations`).
     """
-    from chains.condense import build_condense_chain
+    from orchard.chains.condense import build_condense_chain
     from orchard.prompts import load_prompt
 
     answer_prompt = answer_prompt or load_prompt("rag_answer")

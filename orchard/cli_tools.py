@@ -40,7 +40,7 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """Every tool, whether it is available with what is attached, and its arguments."""
-    from tools import describe_tools
+    from orchard.tools import describe_tools
 
     rows = describe_tools(_service(store).tools(db_url=db, tables=table or (), schema_tools=True))
     if as_json:
@@ -62,8 +62,8 @@ def run_command(
     as_json: Annotated[bool, typer.Option("--json", help='Print {"ok", "output", "error"}.')] = False,
 ) -> None:
     """Run one tool with the given arguments, outside any agent."""
-    from tools import NEEDS, TOOL_NAMES
-    from tools.base import run_tool
+    from orchard.tools import NEEDS, TOOL_NAMES
+    from orchard.tools.base import run_tool
 
     try:
         arguments = json.loads(input_json)

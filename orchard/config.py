@@ -1,8 +1,11 @@
 """Settings: the one place that reads the environment.
 
 Every value can be set as ``ORCHARD_<NAME>`` in the environment or in a ``.env`` file in the
-working directory. Everything below the composition root (:mod:`orchard.service`) receives plain
-objects and never reads the environment itself.
+working directory; the fields the app edits are also saved in ``<data_dir>/settings.json``
+(:mod:`orchard.user_settings`). One order for every face (CLI, app, API, launcher):
+arguments > environment > ``.env`` > the app's saved settings > defaults (pydantic-settings
+sources, :meth:`Settings.settings_customise_sources`). Everything below the composition root
+(:mod:`orchard.components`) receives plain objects and never reads the environment itself.
 
 Example::
 
@@ -13,12 +16,23 @@ Example::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+SAVED_SETTINGS_FILE = "settings.json"
+#: The fields the app edits and saves, with a label for each.
+EDITABLE: dict[str, str] = {
+    "llm_base_url": "Model endpoint (OpenAI-compatible URL)",
+    "llm_model": "Model name",
+    "llm_temperature": "Temperature",
+    "top_k": "Passages per answer (top-k)",
+    "dense_weight": "Hybrid weight (0 = keywords only, 1 = meaning only)",
+}
 
 DEFAULT_LLM_BASE_URL = "http://127.0.0.1:8000/v1"
 DEFAULT_LLM_MODEL = "qwen2.5-coder-0.5b-instruct"
@@ -26,6 +40,47 @@ DEFAULT_LLM_MODEL = "qwen2.5-coder-0.5b-instruct"
 
 def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "orchard"
+
+
+class SavedSettingsSource(PydanticBaseSettingsSource):
+    """The app's saved settings (``<data_dir>/settings.json``, only the :data:`EDITABLE` fields),
+    below the environment and ``.env``; ``data_dir`` itself comes from the sources above it."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *above: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self.above = above
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        data_dir = None
+        for source in self.above:
+            data_dir = source().get("data_dir") or data_dir
+            if data_dir:
+                break
+        folder = Path(str(data_dir)).expanduser() if data_dir else _default_data_dir()
+        try:
+            raw = json.loads((folder / SAVED_SETTINGS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}  # missing or hand-broken: the defaults (never locks the user out)
+        if not isinstance(raw, dict):
+            return {}
+        return {k: v for k, v in raw.items() if k in EDITABLE and _valid(self.settings_cls.model_fields[k], v)}
+
+
+def _valid(field: FieldInfo, value: Any) -> bool:
+    """Does ``value`` pass the field's type and constraints? (A hand-edited file may not.)"""
+    from typing import Annotated
+
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        kind = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+        TypeAdapter(kind).validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 class Settings(BaseSettings):
@@ -67,6 +122,18 @@ class Settings(BaseSettings):
     sql_max_rows: int = Field(200, ge=1, le=10000)
     tool_timeout: float = Field(10.0, gt=0, le=300)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        saved = SavedSettingsSource(settings_cls, init_settings, env_settings, dotenv_settings)
+        return init_settings, env_settings, dotenv_settings, saved, file_secret_settings
+
     @field_validator("llm_base_url", mode="after")
     @classmethod
     def _http_url(cls, value: str) -> str:
@@ -103,3 +170,8 @@ class Settings(BaseSettings):
     @property
     def is_default_llm_url(self) -> bool:
         return self.llm_base_url.rstrip("/") == DEFAULT_LLM_BASE_URL
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from every source, in the order of the module docstring."""
+    return Settings(**overrides)

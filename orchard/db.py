@@ -82,6 +82,18 @@ MIGRATIONS: list[list[str]] = [
             updated_at REAL NOT NULL
         )""",
     ],
+    [
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,                  -- public key id (the key's prefix)
+            user TEXT NOT NULL,                   -- whose data the key reaches
+            name TEXT NOT NULL,
+            secret_hash TEXT NOT NULL,            -- sha256 of the whole key; the key is never stored
+            created_at REAL NOT NULL,
+            last_used_at REAL,
+            revoked_at REAL
+        )""",
+        "CREATE INDEX api_keys_by_user ON api_keys (user, created_at)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

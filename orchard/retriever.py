@@ -136,3 +136,23 @@ class HybridRetriever(BaseRetriever):
             i: float(sum(a * b for a, b in zip(query_vec, vec, strict=True)))
             for i, vec in zip(got["ids"], got["embeddings"], strict=True)
         }
+
+
+class MemoRetriever(BaseRetriever):
+    """Remembers what ``base`` returned for each (query, k): one retrieval per question even when
+    the router (how relevant are the documents?) and the RAG chain both ask. One per request.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    base: BaseRetriever
+    memo: dict[tuple[str, int | None], list[Document]] = Field(default_factory=dict)
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None, **kwargs: Any
+    ) -> list[Document]:
+        key = (query, k)
+        if key not in self.memo:
+            extra = {"k": k} if k is not None else {}
+            self.memo[key] = self.base.invoke(query, config={"callbacks": run_manager.get_child()}, **extra, **kwargs)
+        return [Document(page_content=d.page_content, metadata=dict(d.metadata), id=d.id) for d in self.memo[key]]

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -222,3 +223,41 @@ def stop_pidfile(path: Path) -> bool:
 
 def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+
+
+def stop_process_group(process: subprocess.Popen, *, timeout: float = 10.0) -> None:
+    """SIGTERM to the whole process group of ``process`` (started with ``start_new_session``),
+    then SIGKILL if it has not ended within ``timeout``."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def run_foreground(command: list[str], *, env: dict[str, str] | None = None) -> int:
+    """Run ``command`` until it exits; SIGTERM or SIGINT to this process stop its whole process
+    tree (a plain ``subprocess.call`` left the model server running on its port after ``kill``).
+    Returns the command's exit code (130 when stopped by a signal)."""
+    process = subprocess.Popen(command, env=env if env is not None else server_env(), start_new_session=True)
+    stopped: list[int] = []
+
+    def _stop(signum: int, _frame: object) -> None:
+        stopped.append(signum)
+        stop_process_group(process)
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = process.wait()
+    finally:
+        stop_process_group(process)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 130 if stopped else code

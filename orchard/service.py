@@ -122,9 +122,9 @@ class ChatService:
 
     def chain(self, mode: str, *, user: str | None = None) -> Any:
         """The ``rag`` or ``chat`` chain; with ``user``, their preferences reach the model."""
-        from chains.chat import build_chat_chain
-        from chains.preferences import with_preferences
-        from chains.rag import build_rag_chain
+        from orchard.chains.chat import build_chat_chain
+        from orchard.chains.preferences import with_preferences
+        from orchard.chains.rag import build_rag_chain
         from orchard.prompts import load_prompt
 
         user_dir = self.settings.prompts_path
@@ -147,7 +147,7 @@ class ChatService:
     def tools(self, *, db_url: str | None = None, tables: Any = (), schema_tools: bool | None = None) -> list[Any]:
         """The tools for what is attached (``db_url`` defaults to ORCHARD_DB_URL; search_docs only
         when documents are ingested)."""
-        from tools import build_tools
+        from orchard.tools import build_tools
 
         s = self.settings
         return build_tools(
@@ -165,7 +165,7 @@ class ChatService:
         return {name: load_prompt(name, user_dir=self.settings.prompts_path) for name in AGENT_PROMPTS}
 
     def router(self, tools: list[Any]) -> Any:
-        from agents.router import QuestionRouter
+        from orchard.agents.router import QuestionRouter
 
         internal = self.llm.bind(temperature=0).with_config(tags=[INTERNAL])
         return QuestionRouter(
@@ -184,7 +184,7 @@ class ChatService:
         return max((float(d.metadata.get("dense_score") or 0.0) for d in docs), default=0.0)
 
     def agent(self, tools: list[Any], *, router: Any = None) -> Any:
-        from agents.agent import build_agent
+        from orchard.agents.agent import build_agent
 
         return build_agent(
             llm=self.llm,
@@ -513,8 +513,8 @@ class ChatService:
 
     def _critiqued(self, question: str, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Stream ``chunks`` with the answer as ``draft``; then critique and revise it."""
-        from chains.constitutional import build_critique_chain
-        from chains.rag import cited_numbers
+        from orchard.chains.constitutional import build_critique_chain
+        from orchard.chains.rag import cited_numbers
         from orchard.constitution import load_constitution
 
         critic = build_critique_chain(llm=self.llm, constitution=load_constitution(self.settings.prompts_path))
@@ -543,7 +543,7 @@ class ChatService:
     def _stream_routed(
         self, question: str, *, history: Any, mode: str, db_url: str | None, tables: Any, user: str | None = None
     ) -> Iterator[dict[str, Any]]:
-        from agents.router import describe_route
+        from orchard.agents.router import describe_route
 
         tools = self.tools(db_url=db_url, tables=tables)
         router = self.router(tools)
@@ -560,8 +560,8 @@ class ChatService:
     def _stream_agent(self, agent: Any, question: str, *, history: Any) -> Iterator[dict[str, Any]]:
         from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-        from agents.agent import add_sources, tool_call_record
-        from chains.condense import as_messages
+        from orchard.agents.agent import add_sources, tool_call_record
+        from orchard.chains.condense import as_messages
 
         messages = [*as_messages(history), HumanMessage(question)]
         calls: dict[str, dict[str, Any]] = {}

@@ -1,8 +1,9 @@
 """Settings saved from the app: validated, persisted in ``<data_dir>/settings.json``.
 
-The app's settings page changes a few fields (:data:`EDITABLE`). They are saved as JSON next to
-the rest of the app's state and applied on top of the environment and ``.env`` by
-:func:`load_settings`, which the app and the CLI both use: the latest explicit choice wins.
+The app's settings page changes a few fields (:data:`~orchard.config.EDITABLE`). They are saved
+as JSON next to the rest of the app's state; :class:`~orchard.config.Settings` reads them below
+the environment and ``.env`` (a pydantic-settings source), so the CLI, the app and the API all
+see them.
 """
 
 from __future__ import annotations
@@ -15,17 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchard.config import Settings
+from orchard.config import EDITABLE, SAVED_SETTINGS_FILE, Settings, load_settings
 
-#: The fields the app edits, with a label for each.
-EDITABLE: dict[str, str] = {
-    "llm_base_url": "Model endpoint (OpenAI-compatible URL)",
-    "llm_model": "Model name",
-    "llm_temperature": "Temperature",
-    "top_k": "Passages per answer (top-k)",
-    "dense_weight": "Hybrid weight (0 = keywords only, 1 = meaning only)",
-}
-FILE_NAME = "settings.json"
+FILE_NAME = SAVED_SETTINGS_FILE
 
 
 def settings_file(data_dir: Path) -> Path:
@@ -39,18 +32,6 @@ def saved_overrides(data_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in raw.items() if k in EDITABLE} if isinstance(raw, dict) else {}
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Environment and ``.env``, then the app's saved settings, then ``overrides``."""
-    base = Settings(**overrides)
-    saved = saved_overrides(base.data_dir)
-    if not saved:
-        return base
-    try:
-        return Settings(**{**saved, **overrides})
-    except ValidationError:
-        return base  # a hand-broken file must not lock the user out
 
 
 def validate_changes(current: Settings, changes: dict[str, Any]) -> tuple[Settings | None, dict[str, str]]:

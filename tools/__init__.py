@@ -41,23 +41,23 @@ def build_tools(
     """The tools that can work with what is attached: python always; sql with a database URL;
     table with files; search_docs with a retriever. ``schema_tools`` adds sql_schema/table_schema
     (useful to a model that calls tools itself; the routed agent puts the schema in its prompt)."""
-    from tools.python_sandbox import PythonTool, SandboxLimits
+    from orchard.tools.python_sandbox import PythonTool, SandboxLimits
 
     built: list[BaseTool] = [PythonTool(limits=SandboxLimits(wall_seconds=max(timeout, 1.0)))]
     if db_url:
-        from tools.sql import SQLSchemaTool, SQLTool
+        from orchard.tools.sql import SQLSchemaTool, SQLTool
 
         built.append(SQLTool(url=db_url, max_rows=max_rows, timeout_s=timeout))
         if schema_tools:
             built.append(SQLSchemaTool(url=db_url, timeout_s=timeout))
     if tables:
-        from tools.table import TableSchemaTool, TableTool
+        from orchard.tools.table import TableSchemaTool, TableTool
 
         built.append(TableTool(paths=list(tables), max_rows=max_rows, timeout_s=timeout))
         if schema_tools:
             built.append(TableSchemaTool(paths=list(tables), timeout_s=timeout))
     if retriever is not None:
-        from tools.search_docs import SearchDocsTool
+        from orchard.tools.search_docs import SearchDocsTool
 
         built.append(SearchDocsTool(retriever=retriever))
     return built

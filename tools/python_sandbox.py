@@ -54,7 +54,7 @@ from langchain_core.callbacks import CallbackManagerForToolRun
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from tools.base import ToolFailed, ToolRefused, error_text, validation_text
+from orchard.tools.base import ToolFailed, ToolRefused, error_text, validation_text
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from chains.rag import fit_context, format_context, source_record
-from tools.base import ToolFailed, error_text, validation_text
+from orchard.chains.rag import fit_context, format_context, source_record
+from orchard.tools.base import ToolFailed, error_text, validation_text
 
 
 class SearchDocsInput(BaseModel):

@@ -33,8 +33,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
-from tools.base import ToolFailed, error_text, validation_text
-from tools.sql_guard import FORBIDDEN_FUNCTIONS, checked_select, hint_for, render_rows, sqlglot_dialect
+from orchard.tools.base import ToolFailed, error_text, validation_text
+from orchard.tools.sql_guard import FORBIDDEN_FUNCTIONS, checked_select, hint_for, render_rows, sqlglot_dialect
 
 # --- the SQLite walls ---------------------------------------------------------------------------
 

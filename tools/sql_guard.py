@@ -18,7 +18,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 
-from tools.base import ToolRefused
+from orchard.tools.base import ToolRefused
 
 # SQLAlchemy backend name -> sqlglot dialect.
 DIALECTS = {"postgresql": "postgres", "mariadb": "mysql", "mssql": "tsql"}

@@ -32,8 +32,8 @@ from langchain_core.callbacks import CallbackManagerForToolRun
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field, PrivateAttr
 
-from tools.base import ToolFailed, ToolRefused, error_text, validation_text
-from tools.sql_guard import ONE_SELECT, checked_select, hint_for, render_rows
+from orchard.tools.base import ToolFailed, ToolRefused, error_text, validation_text
+from orchard.tools.sql_guard import ONE_SELECT, checked_select, hint_for, render_rows
 
 CSV_SUFFIXES = {".csv", ".tsv"}
 XLSX_SUFFIXES = {".xlsx", ".xlsm"}

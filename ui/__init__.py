@@ -7,6 +7,6 @@ Settings (:mod:`ui.settings`); the sidebar (:mod:`ui.sidebar`) is on every page.
 
 from __future__ import annotations
 
-from ui.shell import main
+from orchard.ui.shell import main
 
 __all__ = ["main"]

@@ -19,7 +19,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import errors, render, state
+from orchard.ui import errors, render, state
 
 WAITING = {
     "rag": "Searching your documents…",

@@ -11,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import answer, errors, render, state, toolbar
+from orchard.ui import answer, errors, render, state, toolbar
 
 USER_AVATAR = ":material/person:"
 ASSISTANT_AVATAR = ":material/nutrition:"
@@ -22,7 +22,7 @@ RETRY_KEY = "retry"
 def page() -> None:
     user = state.user()
     if not user:
-        from ui import welcome
+        from orchard.ui import welcome
 
         welcome.page()
         return

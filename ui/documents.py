@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import errors, state
+from orchard.ui import errors, state
 
 UPLOAD_HELP = "PDF, Word (.docx), HTML, Markdown, text, CSV and more. Several files at once."
 STATUS_TEXT = {

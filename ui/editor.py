@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import errors, state
+from orchard.ui import errors, state
 
 
 @dataclass(frozen=True)

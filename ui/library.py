@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import documents, errors, state
+from orchard.ui import documents, errors, state
 
 ICONS = {
     ".pdf": ":material/picture_as_pdf:",

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import editor, errors, state
+from orchard.ui import editor, errors, state
 
 TABS = ["Model & retrieval", "Prompts", "Constitution", "My preferences"]
 FIELDS = {

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import errors, sidebar, state, style, toolbar
+from orchard.ui import errors, sidebar, state, style, toolbar
 
 PAGES = Path(__file__).resolve().parent / "pages"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import documents, errors, state
+from orchard.ui import documents, errors, state
 
 LIST_LIMIT = 30
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui import errors, render, state
+from orchard.ui import errors, render, state
 
 NEW_MODE_KEY = "new_mode"  # the mode chosen before the conversation exists
 CRITIQUE_KEY = "critique_on"  # kept outside the widget's key: it survives a page switch

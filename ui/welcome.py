@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import errors, state
+from orchard.ui import errors, state
 
 
 def page() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ui.state import WarmUp
+from orchard.ui.state import WarmUp
 
 
 class SlowService:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chains.rag import NO_ANSWER
+from orchard.chains.rag import NO_ANSWER
 
 pytestmark = pytest.mark.live
 ROOT = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.python_sandbox import SandboxLimits, _namespaces_prefix, run_python
+from orchard.tools.python_sandbox import SandboxLimits, _namespaces_prefix, run_python
 
 REPO = Path(__file__).resolve().parents[2]
 ALL, OS_ONLY, HOOK_ONLY = ("os", "hook"), ("os",), ("hook",)

@@ -25,9 +25,9 @@ import pytest
 
 from tests.unit.test_sql_tool import make_db
 from tests.unit.test_table_tool import make_files
-from tools.base import ToolFailed, ToolRefused, run_tool
-from tools.sql import SQLTool, connect_sqlite
-from tools.table import TableTool
+from orchard.tools.base import ToolFailed, ToolRefused, run_tool
+from orchard.tools.sql import SQLTool, connect_sqlite
+from orchard.tools.table import TableTool
 
 
 def snapshot(files: list[Path]) -> dict:

@@ -9,12 +9,12 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool, tool
 from pydantic import BaseModel
 
-from agents.agent import agent_result, build_agent
-from agents.router import QuestionRouter, parse_kind
-from agents.writers import extract_code
+from orchard.agents.agent import agent_result, build_agent
+from orchard.agents.router import QuestionRouter, parse_kind
+from orchard.agents.writers import extract_code
 from orchard.prompts import load_prompt
 from tests.fakes import ScriptedToolModel
-from tools.base import ToolFailed, error_text
+from orchard.tools.base import ToolFailed, error_text
 
 
 class _Query(BaseModel):
@@ -209,7 +209,7 @@ def test_code_is_extracted_from_the_reply(reply: str, code: str) -> None:
     ],
 )
 def test_an_answer_must_state_a_single_result(tool: str, output: str, answer: str, kept: bool) -> None:
-    from agents.checks import checked_answer
+    from orchard.agents.checks import checked_answer
 
     text, was_kept = checked_answer(answer, tool=tool, output=output, ok=True)
     assert was_kept is kept
@@ -234,13 +234,13 @@ def test_a_wrong_number_in_the_answer_is_replaced_in_the_agent_state() -> None:
     ],
 )
 def test_string_literals_are_linked_to_stored_values(query: str, linked: str) -> None:
-    from agents.writers import link_values
+    from orchard.agents.writers import link_values
 
     assert link_values(query, "How many customers live in Lisbon?", {"Lisbon", "Porto", "Faro"}) == linked
 
 
 def test_a_which_question_answered_by_an_aggregate_alone_is_sent_back() -> None:
-    from agents.writers import lint_query
+    from orchard.agents.writers import lint_query
 
     assert lint_query("Which customer spent the most?", "SELECT SUM(amount) FROM orders GROUP BY customer_id LIMIT 1")
     assert lint_query("Which customer spent the most?", "SELECT name, SUM(amount) AS s FROM orders GROUP BY name") is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chains.citations import StreamingCiter
+from orchard.chains.citations import StreamingCiter
 
 SOURCES = [
     "Prune apple trees in late winter, when the branches are bare.",

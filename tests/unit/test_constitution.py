@@ -14,8 +14,8 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableGenerator, RunnableLambda
 from langchain_core.runnables.utils import AddableDict
 
-from chains.chat import build_chat_chain
-from chains.constitutional import (
+from orchard.chains.chat import build_chat_chain
+from orchard.chains.constitutional import (
     build_critique_chain,
     clean_revision,
     parse_verdict,

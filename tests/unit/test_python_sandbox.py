@@ -9,8 +9,8 @@ import time
 import pytest
 from langchain_tests.unit_tests import ToolsUnitTests
 
-from tools.base import ToolFailed, ToolRefused, run_tool
-from tools.python_sandbox import PythonTool, SandboxLimits, SandboxResult, run_python
+from orchard.tools.base import ToolFailed, ToolRefused, run_tool
+from orchard.tools.python_sandbox import PythonTool, SandboxLimits, SandboxResult, run_python
 
 
 def test_sum_of_squares() -> None:

@@ -9,8 +9,8 @@ from langchain_core.documents import Document
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.retrievers import BaseRetriever
 
-from chains.chat import build_chat_chain
-from chains.rag import NO_ANSWER, build_rag_chain, cited_numbers, format_context
+from orchard.chains.chat import build_chat_chain
+from orchard.chains.rag import NO_ANSWER, build_rag_chain, cited_numbers, format_context
 from orchard.ingest import ingest
 from orchard.retriever import HybridRetriever
 from orchard.store import DocumentStore
@@ -167,7 +167,7 @@ def test_context_is_cut_to_the_character_budget() -> None:
     ],
 )
 def test_weak_rewrites_fall_back_to_previous_question_plus_follow_up(rewrite: str, expected: str) -> None:
-    from chains.condense import accept_rewrite
+    from orchard.chains.condense import accept_rewrite
 
     history = [("human", "When are apple trees pruned?"), ("ai", "In late winter.")]
     assert accept_rewrite(rewrite, "And plums?", history) == expected

@@ -12,8 +12,8 @@ from orchard.ingest import ingest
 from orchard.retriever import HybridRetriever
 from orchard.store import DocumentStore, make_chroma_client
 from tests.fakes import HashEmbeddings
-from tools.base import run_tool
-from tools.search_docs import SearchDocsTool
+from orchard.tools.base import run_tool
+from orchard.tools.search_docs import SearchDocsTool
 
 
 def library(tmp_path: Path) -> HybridRetriever:

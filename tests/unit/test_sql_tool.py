@@ -14,8 +14,8 @@ from langchain_core.messages import ToolCall
 from langchain_tests.integration_tests import ToolsIntegrationTests
 from langchain_tests.unit_tests import ToolsUnitTests
 
-from tools.base import ToolFailed, run_tool
-from tools.sql import SQLSchemaTool, SQLTool, describe_database
+from orchard.tools.base import ToolFailed, run_tool
+from orchard.tools.sql import SQLSchemaTool, SQLTool, describe_database
 
 SHOP = """
 BEGIN;

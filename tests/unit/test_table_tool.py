@@ -16,8 +16,8 @@ import pytest
 from langchain_tests.integration_tests import ToolsIntegrationTests
 from langchain_tests.unit_tests import ToolsUnitTests
 
-from tools.base import run_tool
-from tools.table import TableSchemaTool, TableTool, describe_tables, table_name
+from orchard.tools.base import run_tool
+from orchard.tools.table import TableSchemaTool, TableTool, describe_tables, table_name
 
 CUSTOMERS = ["Ann", "Bob", "Cy", "Dee"]
 TOWNS = ["Appleby", "Pearton", "Plumford"]

@@ -1,5 +1,5 @@
 """The chat page (a file, so `AppTest.switch_page("ui/pages/chat.py")` can open it)."""
 
-from ui import chat
+from orchard.ui import chat
 
 chat.page()

@@ -1,5 +1,5 @@
 """The library page (a file, so `AppTest.switch_page("ui/pages/library.py")` can open it)."""
 
-from ui import library
+from orchard.ui import library
 
 library.page()

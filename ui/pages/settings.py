@@ -1,5 +1,5 @@
 """The settings page (a file, so `AppTest.switch_page("ui/pages/settings.py")` can open it)."""
 
-from ui import settings
+from orchard.ui import settings
 
 settings.page()

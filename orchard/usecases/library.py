@@ -1,0 +1,122 @@
+"""The document library: ingest, upload, list, delete, re-index, search.
+
+Uploaded files are kept under ``<data_dir>/uploads`` (their sources read ``uploads/NAME``), so a
+re-index can read them again; paths given to :meth:`Library.ingest` are indexed where they are.
+One ingestion at a time per process (two browser tabs uploading at once).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from orchard.components import Components
+
+
+def safe_file_name(name: str) -> str:
+    """A name without folders or control characters ("../../x.pdf" -> "x.pdf"; "" if nothing is left)."""
+    base = Path(str(name).replace("\\", "/")).name
+    cleaned = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*').strip().lstrip(".")
+    return cleaned[:200]
+
+
+class Library:
+    """The library use case over the composition root's store and retriever."""
+
+    def __init__(self, *, components: Components) -> None:
+        self.components = components
+        self._lock = threading.Lock()
+
+    @property
+    def settings(self) -> Any:
+        return self.components.settings
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.settings.data_dir / "uploads"
+
+    @property
+    def where(self) -> str:
+        return self.components.store.where
+
+    def count(self) -> int:
+        """Passages in the store."""
+        return self.components.store.count()
+
+    def documents(self) -> list[dict[str, Any]]:
+        """Every document in the store: ``source``, ``chunks``, ``uploaded`` (kept by Orchard)."""
+        return [
+            {"source": source, "chunks": chunks, "uploaded": source.startswith("uploads/")}
+            for source, chunks in sorted(self.components.store.sources().items())
+        ]
+
+    def ingest(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        prune: bool = False,
+        progress: bool = True,
+        on_file: Callable[..., Any] | None = None,
+        base: Path | None = None,
+    ) -> Any:
+        """Add or update files and folders (unchanged files are skipped); an ``IngestReport``."""
+        from orchard.ingest import ingest
+
+        with self._lock:
+            return ingest(list(paths), store=self.components.store, prune=prune, progress=progress, on_file=on_file, base=base)
+
+    def upload(self, files: Sequence[tuple[str, bytes]], *, on_file: Callable[..., Any] | None = None) -> Any:
+        """Keep uploaded ``(name, bytes)`` files under ``<data_dir>/uploads`` and ingest them.
+
+        Names are reduced to a safe file name; the report lists each file by ``uploads/NAME``,
+        an unusable name as failed (the others are still ingested).
+        """
+        from orchard.ingest import IngestReport
+
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        given: list[str] = []
+        refused = IngestReport()
+        for name, data in files:
+            safe = safe_file_name(name)
+            if not safe:
+                refused.files_failed.append({"path": name, "error": "not a usable file name"})
+                continue
+            (self.uploads_dir / safe).write_bytes(data)
+            given.append(f"uploads/{safe}")
+        if not given:
+            return refused
+        report = self.ingest(given, progress=False, on_file=on_file, base=self.settings.data_dir)
+        report.files_failed[:0] = refused.files_failed
+        return report
+
+    def delete(self, source: str) -> int:
+        """Remove a document's chunks (and Orchard's copy of an uploaded file); chunks removed."""
+        store = self.components.store
+        with self._lock:
+            removed = store.delete(store.chunk_ids(source))
+        if source.startswith("uploads/"):
+            target = (self.settings.data_dir / source).resolve()
+            if target.is_relative_to(self.uploads_dir.resolve()):
+                target.unlink(missing_ok=True)
+        return removed
+
+    def reindex(self, *, on_file: Callable[..., Any] | None = None) -> Any:
+        """Read every uploaded file again (changed ones are re-embedded, deleted ones pruned)."""
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        return self.ingest(["uploads"], prune=True, progress=False, on_file=on_file, base=self.settings.data_dir)
+
+    def search(self, query: str, *, k: int | None = None) -> list[dict[str, Any]]:
+        """Hybrid search without the model: ``source``, ``section``, ``score``, ``text``, ``chunk_id``."""
+        docs = self.components.retriever.invoke(query, k=k or self.settings.top_k)
+        return [
+            {
+                "source": d.metadata.get("source", ""),
+                "section": d.metadata.get("section", ""),
+                "score": d.metadata.get("score"),
+                "text": d.page_content,
+                "chunk_id": d.id,
+            }
+            for d in docs
+        ]

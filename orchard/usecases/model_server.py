@@ -1,0 +1,140 @@
+"""The model server: one ensure / launch / serve / stop, used by answering, the CLI and the launcher.
+
+* :meth:`ModelServer.ensure` — before answering: at the default local URL start the embedded
+  server if nothing answers (detached, under a file lock so two processes never start two);
+  elsewhere fail within seconds saying what to do.
+* :meth:`ModelServer.start_for_app` — ``orchard app``/``orchard api``: a server that lives as
+  long as the face (stopped with it), unless one already answers.
+* :meth:`ModelServer.serve` — ``orchard serve``: the server in the foreground; SIGTERM and SIGINT
+  stop its whole process tree (:func:`orchard.server.run_foreground`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchard import server
+from orchard.config import Settings
+from orchard.errors import ModelServerUnavailable
+
+
+class ModelServer:
+    """Model-server lifecycle for one :class:`Settings`.
+
+    Args:
+        settings: the configuration (endpoint URL, preset, threads, context).
+        notify: called with a one-line message when something the user should know happens.
+    """
+
+    def __init__(self, settings: Settings, *, notify: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.notify = notify or (lambda message: None)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.data_dir / "run"
+
+    @property
+    def log(self) -> Path:
+        return self.settings.data_dir / "logs" / "model-server.log"
+
+    def embedded_command(self, *, model: str | None = None, port: int | None = None, host: str = "127.0.0.1",
+                         served_name: str | None = None) -> list[str]:  # fmt: skip
+        """The llama.cpp server command for a preset or a .gguf path (default: ORCHARD_MODEL_PRESET).
+
+        The served name is ``served_name``, else ORCHARD_LLM_MODEL when serving the configured
+        preset (the name clients ask for), else the preset's own name.
+        """
+        from orchard.model import resolve_model
+
+        s = self.settings
+        path, served = resolve_model(model or s.model_preset, cache_dir=s.cache_path)
+        if served_name:
+            served = served_name
+        elif model is None and s.llm_model:
+            served = s.llm_model
+        return server.llamacpp_command(
+            model_path=path,
+            served_name=served,
+            port=port or server.port_of(s.llm_base_url),
+            host=host,
+            threads=s.server_threads or server.default_threads(),
+            n_ctx=s.server_ctx,
+        )
+
+    def answering(self) -> bool:
+        """True when the endpoint answers, or is listening but busy (llama.cpp does not answer
+        while it generates: measured)."""
+        url = self.settings.llm_base_url
+        return server.is_serving(url) or server.is_listening(url)
+
+    def ensure(self, *, timeout: float = 180.0) -> None:
+        """Make sure the model endpoint answers (see the module docstring).
+
+        Raises:
+            ModelServerUnavailable: nothing answers and nothing could be started.
+        """
+        s = self.settings
+        if server.is_serving(s.llm_base_url):
+            return
+        if server.is_listening(s.llm_base_url):
+            server.wait_until_serving(s.llm_base_url, timeout=s.llm_timeout)  # busy: wait, do not double
+            return
+        if not s.is_default_llm_url:
+            raise ModelServerUnavailable(s.llm_base_url)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with (self.run_dir / "server.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # two processes must not start two servers
+            if server.is_serving(s.llm_base_url):
+                return
+            self.notify(
+                f"No model server at {s.llm_base_url}: starting the embedded one "
+                f"({s.model_preset}; log: {self.log}; stop it with `orchard stop`)…"
+            )
+            handle = server.start_server(self.embedded_command(), base_url=s.llm_base_url, log=self.log, timeout=timeout, detach=True)
+            server.write_pidfile(self.run_dir / "model-server.pid", handle.process.pid)
+            self.notify(f"Embedded model server ready at {s.llm_base_url}.")
+
+    def start_for_app(self, *, echo: Callable[[str], None]) -> server.ServerHandle | None:
+        """Start the embedded server for a face that runs in the foreground (None: one answers
+        already, or the endpoint is not ours to start — then the face says so when asked)."""
+        s = self.settings
+        if self.answering():
+            if not server.is_serving(s.llm_base_url):
+                echo(f"a model server is listening at {s.llm_base_url} (busy); using it")
+            return None
+        if not s.is_default_llm_url:
+            echo(f"warning: no model server answers at {s.llm_base_url}; answers will say so")
+            return None
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with (self.run_dir / "server.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if server.is_serving(s.llm_base_url):
+                return None
+            echo(f"starting the embedded model server at {s.llm_base_url} (log: {self.log}) …")
+            handle = server.start_server(self.embedded_command(), base_url=s.llm_base_url, log=self.log, timeout=180)
+            echo("model server ready")
+            return handle
+
+    def serve(self, command: list[str]) -> int:
+        """Run ``command`` in the foreground until it exits, SIGINT or SIGTERM (which stop its
+        whole process tree); its exit code."""
+        return server.run_foreground(command)
+
+    def stop(self) -> bool:
+        """Stop the embedded server `orchard ask` or the app started; True if one was running."""
+        return server.stop_pidfile(self.run_dir / "model-server.pid")
+
+    def status(self) -> dict[str, Any]:
+        """Endpoint facts for a status line (never raises for a down server)."""
+        url = self.settings.llm_base_url
+        up = server.is_serving(url, timeout=1.0)
+        return {
+            "llm_base_url": url,
+            "llm_model": self.settings.llm_model,
+            "model_server_up": up,
+            "model_server_busy": not up and server.is_listening(url, timeout=0.5),
+        }
