@@ -93,3 +93,32 @@ class ScriptedToolModel(BaseChatModel):
         else:
             message = AIMessage(content=reply)
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+class AlwaysUp:
+    """A model server that is always up: for use cases over a scripted model (no network)."""
+
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings
+        self.ensured = 0
+
+    def ensure(self, *, timeout: float = 0) -> None:
+        self.ensured += 1
+
+    def status(self) -> dict[str, Any]:
+        url = getattr(self.settings, "llm_base_url", "http://127.0.0.1:8000/v1")
+        model = getattr(self.settings, "llm_model", "scripted")
+        return {"llm_base_url": url, "llm_model": model, "model_server_up": True, "model_server_busy": False}
+
+
+def scripted_orchard(data_dir: Any, *replies: Any, llm: Any = None, model_server: Any = None, **settings: Any) -> Any:
+    """Orchard on ``data_dir`` with a scripted model (``replies``, or ``llm``), bag-of-words
+    embeddings and a model server that is always up."""
+    from orchard.components import Components
+    from orchard.config import Settings
+    from orchard.usecases import build_orchard
+
+    config = Settings(data_dir=data_dir, **settings)
+    model = llm if llm is not None else ScriptedChatModel.with_replies(*replies)
+    parts = Components(config, llm=model, embeddings=HashEmbeddings())
+    return build_orchard(components=parts, model_server=model_server or AlwaysUp(config))
