@@ -302,6 +302,10 @@ def _add_subcommands() -> None:
 
     app.add_typer(feedback_app, name="feedback", help="Ratings: add (import), list, export as DPO/SFT/JSONL training data.")
     app.add_typer(profile_app, name="profile", help="Show, set or delete a user's preference profile.")
+    from orchard.cli_api import api_command, keys_app
+
+    app.command("api")(api_command)
+    app.add_typer(keys_app, name="keys", help="API keys for `orchard api`: create, list, revoke.")
 
 
 _add_subcommands()

@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     sql_max_rows: int = Field(200, ge=1, le=10000)
     tool_timeout: float = Field(10.0, gt=0, le=300)
 
+    # The HTTP API (`orchard api`).
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8400, ge=1, le=65535)
+    api_max_body_mb: float = Field(50.0, gt=0, description="largest request body (uploads included)")
+    default_user: str = Field("local", description="personal mode: whose conversations the API and the CLI use")
+
     @classmethod
     def settings_customise_sources(
         cls,
