@@ -15,12 +15,12 @@ export ANONYMIZED_TELEMETRY := False
 export CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_BLAS=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL := $(shell nproc)
 
-.PHONY: run test setup model samples browser bench lock clean help
+.PHONY: run test lint setup model samples browser bench lock clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make run   — set up, then serve the chat app on http://127.0.0.1:$(PORT) (embedded model, sample documents)"
-	@echo "make test  — set up, then run the whole test suite (unit, app, live model server, browser)"
+	@echo "make test  — set up, then lint and run the whole test suite (unit, app, API, live model server, browser, wheel)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,18 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; fi; }
 
-test: model browser
+# Style and layering: ruff, and import-linter's layers contract (pyproject.toml: faces -> use cases ->
+# agents/tools -> chains -> core). Either failing fails `make test`.
+# import-linter reads packages from disk, so it gets the installed layout (orchard.chains = chains/ ...)
+# as a tree of symlinks under build/lint.
+lint: setup
+	$(BIN)/ruff check .
+	rm -rf build/lint && mkdir -p build/lint
+	cp -rs $(CURDIR)/orchard build/lint/orchard
+	for d in chains agents tools ui; do ln -s $(CURDIR)/$$d build/lint/orchard/$$d; done
+	cd build/lint && PYTHONPATH=$(CURDIR)/build/lint $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml
+
+test: model browser lint
 	$(BIN)/python -m pytest
 
 bench: model
