@@ -1,22 +1,10 @@
 """Orchard: private chat over your documents and data (Streamlit).
 
-Run with ``make run`` (or ``orchard app``). The pages live in ``ui/``; they talk to one chat-service
-object and nothing else. Tests put a fake one in ``st.session_state["chat_service"]``.
+Run with ``make run`` (or ``orchard app``, which serves the packaged copy of this entry,
+``orchard/ui/entry/streamlit_app.py``). The pages live in ``ui/``; they call Orchard's use cases
+and nothing else. Tests put their own Orchard in ``st.session_state["orchard"]``.
 """
 
-from __future__ import annotations
+from orchard.ui.shell import run
 
-import os
-
-import streamlit as st
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ["LANGSMITH_TRACING"] = "false"  # private by default: nothing goes to a tracing service
-os.environ["LANGCHAIN_TRACING_V2"] = "false"
-
-st.set_page_config(page_title="Orchard", page_icon="🍏", layout="wide", initial_sidebar_state="expanded")
-
-from orchard.ui import main  # noqa: E402  (after set_page_config and the environment)
-
-main()
+run()

@@ -12,13 +12,17 @@ Two ways to call tools, one graph:
   checked against it: :mod:`agents.checks`).
 
 Either way the result is an ordinary ``create_agent`` state; :func:`agent_result` reads it into
-``{"answer", "sources", "tool_calls", "route"}``.
+``{"answer", "sources", "tool_calls", "route"}``, and :func:`build_agent_chain` streams it as the
+chains' dict chunks. The middleware works sync and async (``invoke``/``stream`` and
+``ainvoke``/``astream`` on the graph): one planning function decides, two thin drivers run it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any
 
 from langchain.agents import create_agent
@@ -26,15 +30,17 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
-from langchain_core.runnables.utils import AddableDict
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 
 from orchard.agents.checks import checked_answer
 from orchard.agents.router import QuestionRouter, Route, describe_route
 from orchard.agents.writers import ToolInputWriter, schema_of
+from orchard.chains.plans import Plan, Stream, plan_chain
 
 TOOL_CALLING = ("routed", "auto")
+#: What :meth:`RoutedToolCalling._plan` asks its driver for: a model call, or other work (a callable).
+Step = ModelRequest | Callable[[], Any]
 #: Characters of a tool's output the answering model reads (search_docs: its whole passage budget).
 OUTPUT_IN_ANSWER_PROMPT = {"search_docs": 2800}
 OUTPUT_IN_ANSWER_PROMPT_DEFAULT = 1500
@@ -55,7 +61,12 @@ def current_turn(messages: Sequence[AnyMessage]) -> tuple[str, list[AnyMessage]]
 
 
 class RoutedToolCalling(AgentMiddleware):
-    """Route, write the call, retry once on error, answer from the result (see module doc)."""
+    """Route, write the call, retry once on error, answer from the result (see module doc).
+
+    :meth:`_plan` makes every decision; :meth:`wrap_model_call` and :meth:`awrap_model_call` only
+    run the work it asks for (the agent's model call through the handler, the router's and the
+    writer's model calls directly or, async, in a thread).
+    """
 
     def __init__(
         self,
@@ -76,19 +87,27 @@ class RoutedToolCalling(AgentMiddleware):
         call = {"name": name, "args": arguments, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "tool_call"}
         return AIMessage(content="", tool_calls=[call], response_metadata=meta)
 
-    def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> Any:
+    def _plan(self, request: ModelRequest) -> Generator[Step, Any, ModelResponse]:
+        """The decisions of one model-node turn, shared by the sync and async drivers.
+
+        Yields the work it needs done and receives its result: a :class:`ModelRequest` (for the
+        agent's model: the handler) or a zero-argument callable (the router's or the writer's
+        model call). Returns the node's response: a written tool call, or the model's answer
+        (tagged with the route, or checked against the tool's result).
+        """
         question, turn = current_turn(request.messages)
         results = [m for m in turn if isinstance(m, ToolMessage)]
         if not results:
-            route = self.router.route(question)
+            route = yield functools.partial(self.router.route, question)
             if route.tool is None or route.tool not in self.by_name:
-                response = handler(request.override(tools=[]))
+                response = yield request.override(tools=[])
                 for message in response.result:
                     if isinstance(message, AIMessage):
                         message.response_metadata["orchard_route"] = describe_route(route)
                 return response
             tool = self.by_name[route.tool]
-            return ModelResponse(result=[self._call(tool.name, self.writer.write(tool, question), route)])
+            arguments = yield functools.partial(self.writer.write, tool, question)
+            return ModelResponse(result=[self._call(tool.name, arguments, route)])
         last = results[-1]
         calls = {c["id"]: c for m in turn if isinstance(m, AIMessage) for c in m.tool_calls}
         last_call = calls.get(last.tool_call_id, {"name": last.name, "args": {}})
@@ -96,7 +115,8 @@ class RoutedToolCalling(AgentMiddleware):
         if last.status == "error" and attempts < self.max_attempts and last.name in self.by_name:
             tool = self.by_name[last.name]
             previous = next(iter(last_call["args"].values()), "")
-            arguments = self.writer.write(tool, question, failed=(str(previous), str(last.content)))
+            failed = (str(previous), str(last.content))
+            arguments = yield functools.partial(self.writer.write, tool, question, failed=failed)
             return ModelResponse(result=[self._call(tool.name, arguments, None)])
         tool_input = next(iter(last_call["args"].values()), "")
         answer_messages = self.answer_prompt.format_messages(
@@ -105,7 +125,7 @@ class RoutedToolCalling(AgentMiddleware):
             tool_input=str(tool_input),
             tool_output=str(last.content)[: OUTPUT_IN_ANSWER_PROMPT.get(last.name, OUTPUT_IN_ANSWER_PROMPT_DEFAULT)],
         )
-        response = handler(request.override(system_message=answer_messages[0], messages=answer_messages[1:], tools=[]))
+        response = yield request.override(system_message=answer_messages[0], messages=answer_messages[1:], tools=[])
         for message in response.result:
             if isinstance(message, AIMessage) and not message.tool_calls:
                 text, kept = checked_answer(str(message.content), tool=last.name, output=str(last.content), ok=last.status != "error")
@@ -113,6 +133,28 @@ class RoutedToolCalling(AgentMiddleware):
                     message.content = text
                     message.response_metadata["orchard_answer_replaced"] = True
         return response
+
+    def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
+        plan, reply = self._plan(request), None
+        while True:
+            try:
+                step = plan.send(reply)
+            except StopIteration as done:
+                return done.value
+            reply = handler(step) if isinstance(step, ModelRequest) else step()
+
+    async def awrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
+    ) -> ModelResponse:
+        # The router and the writer are sync (the router's relevance check retrieves): a thread
+        # keeps the event loop free. The agent's own model calls go through the async handler.
+        plan, reply = self._plan(request), None
+        while True:
+            try:
+                step = plan.send(reply)
+            except StopIteration as done:
+                return done.value
+            reply = await handler(step) if isinstance(step, ModelRequest) else await asyncio.to_thread(step)
 
 
 def data_system_prompt(tools: Sequence[BaseTool]) -> str:
@@ -192,7 +234,7 @@ def add_sources(sources: list[dict[str, Any]], message: ToolMessage) -> list[dic
 
 
 class _AgentChunker:
-    """Agent graph updates in, the chains' dict chunks out (route, tool_call, sources, answer).
+    """Agent graph updates in, the chains' dict chunks out (mode and route, tool_calls, sources, answer).
 
     The answer comes from the model node's update, not its tokens: the routed agent checks the
     answer against the tool's result and may replace it (:mod:`orchard.agents.checks`).
@@ -208,12 +250,13 @@ class _AgentChunker:
             for message in (update or {}).get("messages", []):
                 if isinstance(message, AIMessage):
                     if "orchard_route" in message.response_metadata:
-                        out.append({"route": message.response_metadata["orchard_route"]})
+                        # The agent answers whatever the route's own mode (search_docs: "rag").
+                        out.append({"mode": "agent", "route": message.response_metadata["orchard_route"]})
                     self.calls.update({c["id"]: c for c in message.tool_calls})
                     if not message.tool_calls and message.content:
                         out.append({"answer": str(message.content)})
                 elif isinstance(message, ToolMessage):
-                    out.append({"tool_call": tool_call_record(message, self.calls.get(message.tool_call_id))})
+                    out.append({"tool_calls": [tool_call_record(message, self.calls.get(message.tool_call_id))]})
                     if (more := add_sources(self.sources, message)) is not self.sources:  # a search added some
                         self.sources = more
                         out.append({"sources": list(self.sources)})
@@ -228,25 +271,16 @@ def _agent_input(inputs: dict[str, Any]) -> dict[str, Any]:
 
 def build_agent_chain(agent: Any) -> Runnable:
     """The agent as a chain of the chains' protocol: input ``{"question", "history"}``, output
-    chunks ``route``, ``tool_call`` (one per call), ``sources`` (from search_docs) and ``answer``
-    — so :func:`orchard.chains.constitutional.with_critique` and the answering use case treat it
-    like the RAG and chat chains. ``invoke``/``stream``/``ainvoke``/``astream`` all work.
+    chunks ``mode``+``route``, ``tool_calls`` (a list of one record per call, so that chunks add
+    up), ``sources`` (from search_docs: the whole list so far each time) and ``answer`` — so :func:`orchard.chains.constitutional.with_critique`
+    and the answering use case treat it like the RAG and chat chains.
+    ``invoke``/``stream``/``ainvoke``/``astream`` all work (one plan: :mod:`orchard.chains.plans`).
     """
 
-    def stream(items: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[dict[str, Any]]:
-        for inputs in items:
-            chunker = _AgentChunker()
-            for step in agent.stream(_agent_input(inputs), config, stream_mode="updates"):
-                yield from (AddableDict(c) for c in chunker.chunks(step))
+    def run(inputs: dict[str, Any]) -> Plan:
+        yield Stream(agent, _agent_input(inputs), _AgentChunker().chunks, kwargs={"stream_mode": "updates"})
 
-    async def astream(items: AsyncIterator[dict[str, Any]], config: RunnableConfig) -> AsyncIterator[dict[str, Any]]:
-        async for inputs in items:
-            chunker = _AgentChunker()
-            async for step in agent.astream(_agent_input(inputs), config, stream_mode="updates"):
-                for chunk in chunker.chunks(step):
-                    yield AddableDict(chunk)
-
-    return RunnableGenerator(stream, astream).with_config(run_name="orchard_agent")
+    return plan_chain(run, run_name="orchard_agent")
 
 
 def agent_result(state: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.runnables import Runnable
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 
 from orchard.bm25 import tokenize
@@ -82,7 +82,7 @@ def data_vocabulary(tool: BaseTool, *, max_tables: int = 20, max_columns: int = 
         for column in columns[:max_columns]:
             try:
                 _, rows, _ = db.execute(f"SELECT DISTINCT {_ident(column)} FROM {_ident(table)} LIMIT {max_values}", max_values)
-            except Exception:  # noqa: BLE001 - a column we cannot read adds no words
+            except Exception:  # a column we cannot read adds no words
                 continue
             terms += [v for (v,) in rows if isinstance(v, str) and len(v) <= 40]
     return terms

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlglot
-from sqlglot import exp
-
-from langchain_core.runnables import Runnable
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
+from sqlglot import exp
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)
 

@@ -29,24 +29,25 @@ sys.path.insert(0, str(ROOT / "bench"))
 from agent_tasks import KINDS, TASKS, attached, make_harvest_csv, make_shop_db  # noqa: E402
 
 from orchard.config import Settings  # noqa: E402
-from orchard.service import ChatService  # noqa: E402
+from orchard.usecases import AnswerRequest, Orchard, build_orchard  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 
 
-def services(work: Path, base_url: str) -> tuple[ChatService, ChatService]:
-    """(a service with an empty store, one with the sample documents ingested)."""
-    empty = ChatService(Settings(data_dir=work / "empty", llm_base_url=base_url))
-    docs = ChatService(Settings(data_dir=work / "docs", llm_base_url=base_url))
-    docs.ingest([ROOT / "samples"], progress=False)
+def orchards(work: Path, base_url: str) -> tuple[Orchard, Orchard]:
+    """(Orchard with an empty store, one with the sample documents ingested)."""
+    empty = build_orchard(Settings(data_dir=work / "empty", llm_base_url=base_url))
+    docs = build_orchard(Settings(data_dir=work / "docs", llm_base_url=base_url))
+    docs.library.ingest([ROOT / "samples"], progress=False)
     return empty, docs
 
 
-def run_task(task, service: ChatService, *, mode: str, db_url: str | None, tables: list[str]) -> dict:
+def run_task(task, orchard: Orchard, *, mode: str, db_url: str | None, tables: list[str]) -> dict:
     started = time.perf_counter()
     try:
-        result = service.ask(task.question, mode=mode, db_url=db_url, tables=tables)
-    except Exception as exc:  # noqa: BLE001 - a crash is a failed task, recorded
+        request = AnswerRequest(question=task.question, mode=mode, db_url=db_url, tables=tuple(tables))
+        result = orchard.answers.ask(request).as_dict()
+    except Exception as exc:  # a crash is a failed task, recorded
         return {"question": task.question, "error": f"{type(exc).__name__}: {exc}", "passed": False,
                 "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
     used = [c["tool"] for c in result["tool_calls"]]
@@ -81,8 +82,8 @@ def main() -> None:
         work = Path(tmp)
         db_url = f"sqlite:///{make_shop_db(work / 'shop.sqlite')}"
         harvest = str(make_harvest_csv(work / "harvest.csv"))
-        empty, docs = services(work, args.base_url)
-        docs.ensure_model_server()
+        empty, docs = orchards(work, args.base_url)
+        docs.model_server.ensure()
         rows: list[dict] = []
         for kind in args.kinds:
             with_db, with_file, with_docs = attached(kind)

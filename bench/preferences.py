@@ -6,7 +6,7 @@ Usage (a model server at --base-url; `orchard serve` starts the embedded one):
     .venv/bin/python bench/preferences.py --profiles none short   # skip the "more detail" user
 
 The same questions (:data:`QUESTIONS`, chat mode, temperature 0) are asked for users whose
-profiles are set with ``service.profiles.set``: ``none`` (no profile), ``short`` ("Keep answers
+profiles are set with ``orchard.feedback.set_profile``: ``none`` (no profile), ``short`` ("Keep answers
 short (2-3 sentences).", the line a "too long" rating derives) and ``detail`` ("Give more detail.").
 The profile reaches the model as a line added to the system prompt (chains/preferences.py).
 Reported: words per answer (median, and per question), sentences, seconds. The token limit
@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from orchard.config import Settings  # noqa: E402
 from orchard.feedback import DETAIL, SHORT  # noqa: E402
-from orchard.service import ChatService  # noqa: E402
+from orchard.usecases import AnswerRequest, build_orchard  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 QUESTIONS = (
@@ -74,17 +74,16 @@ def main() -> None:
             data_dir=Path(tmp) / "data", llm_base_url=args.base_url, llm_temperature=0.0,
             llm_max_tokens=args.max_tokens, llm_timeout=900.0,
         )  # fmt: skip
-        service = ChatService(settings)
+        orchard = build_orchard(settings)
         for name in args.profiles:
             if PROFILES[name]:
-                service.profiles.set(f"user-{name}", PROFILES[name])
+                orchard.feedback.set_profile(f"user-{name}", PROFILES[name])
         for question in questions:
             for name in args.profiles:  # one question for every profile in turn: the same server load
                 user = f"user-{name}" if PROFILES[name] else None
                 began = time.perf_counter()
-                result = service.ask(question, mode="chat", user=user)
-                answer = result["answer"]
-                row = {"question": question, "profile": name, "instructions": service.preferences(user), "answer": answer,
+                answer = orchard.answers.ask(AnswerRequest(question=question, mode="chat", user=user)).answer
+                row = {"question": question, "profile": name, "instructions": orchard.answers.preferences(user), "answer": answer,
                        "words": words(answer), "sentences": sentences(answer), "seconds": round(time.perf_counter() - began, 2)}  # fmt: skip
                 rows.append(row)
                 print(f"{name:<7} {row['words']:>4} words {row['sentences']:>3} sent. {row['seconds']:>6.1f}s  {question}", flush=True)

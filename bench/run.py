@@ -153,12 +153,11 @@ def run_plain(store_dir: Path) -> dict:
         vectorstore.add_documents(splits[start : start + 2000])
     seconds = time.perf_counter() - started
     chars = sum(len(d.page_content) for d in splits)
-    result = {
-        "ingest": {
-            "files": len(files), "chunks": len(splits), "seconds": round(seconds, 1),
-            "chunks_per_s": round(len(splits) / seconds, 2), "chunk_chars_per_s": round(chars / seconds),
-        }  # fmt: skip
-    }
+    ingested = {
+        "files": len(files), "chunks": len(splits), "seconds": round(seconds, 1),
+        "chunks_per_s": round(len(splits) / seconds, 2), "chunk_chars_per_s": round(chars / seconds),
+    }  # fmt: skip
+    result = {"ingest": ingested}
     retriever = PlainRetriever(vectorstore)
     for name, path in QUESTION_SETS.items():
         result[name] = summarize(evaluate_retrieval(load_questions(path), retriever=retriever, k=5))
@@ -176,17 +175,23 @@ def percentile(values: list[float], q: float) -> float:
 def run_latency(store_dir: Path, base_url: str, repeats: int) -> dict:
     from langchain_openai import ChatOpenAI
 
+    from orchard.components import Components
     from orchard.config import Settings
+    from orchard.events import Token
     from orchard.retriever import HybridRetriever
-    from orchard.service import ChatService
+    from orchard.usecases import AnswerRequest, build_orchard
 
     store = orchard_store(store_dir)
     retriever = HybridRetriever(store=store, k=5)
     questions = [q["q"] for path in QUESTION_SETS.values() for q in load_questions(path)]
     settings = Settings(llm_base_url=base_url, llm_temperature=0, llm_max_tokens=128, store_dir=store_dir)
-    service = ChatService(settings, notify=print)
-    service.__dict__["store"] = store
-    service.ensure_model_server()  # at the default URL: starts the embedded server if none answers
+    orchard = build_orchard(components=Components(settings, store=store, embeddings=store.embeddings), notify=print)
+    orchard.model_server.ensure()  # at the default URL: starts the embedded server if none answers
+
+    def ask(question: str):
+        events = orchard.answers.stream(AnswerRequest(question=question))
+        return ({"answer": event.text} for event in events if isinstance(event, Token))
+
     retriever.invoke("warm up")  # loads the embedder and builds the BM25 index before timing
     timings = []
     for _ in range(repeats):
@@ -201,21 +206,22 @@ def run_latency(store_dir: Path, base_url: str, repeats: int) -> dict:
         stream_usage=False,
     )
     from orchard.chains.rag import fit_context, format_context
+
     from orchard.prompts import load_prompt
 
     prompt = load_prompt("rag_answer")
-    raw, raw_same_prompt, ask = [], [], []
+    raw, raw_same_prompt, asked = [], [], []
     for question in questions[:8]:
         docs = fit_context(retriever.invoke(question), 2400)
         messages = prompt.format_messages(context=format_context(docs), question=question, history=[])
-        # llama.cpp reuses the previous prompt's cached prefix: `ask` runs first, and the short
+        # llama.cpp reuses the previous prompt's cached prefix: `asked` runs first, and the short
         # question-only request sits between it and the same-prompt request to evict it.
-        ask.append(stream_timing(lambda q=question: service.stream(q)))
+        asked.append(stream_timing(lambda q=question: ask(q)))
         raw.append(stream_timing(lambda q=question: ({"answer": c.content} for c in llm.stream(q))))
         raw_same_prompt.append(stream_timing(lambda m=messages: ({"answer": c.content} for c in llm.stream(m))))
     result["raw_model_question_only"] = timing_summary(raw)
     result["raw_model_same_prompt_as_ask"] = timing_summary(raw_same_prompt)
-    result["orchard_ask"] = timing_summary(ask)
+    result["orchard_ask"] = timing_summary(asked)
     return result
 
 

@@ -1,7 +1,9 @@
 """Constitutional critique-and-revise: draft -> one critique per principle -> revised answer.
 
 :func:`build_critique_chain` critiques a finished answer; :func:`with_critique` puts it on top of
-any chain (RAG, chat, an agent followed by ``agents.agent.agent_result``).
+any chain (RAG, chat, the agent through ``orchard.agents.agent.build_agent_chain``): the one
+critique path. Both are plans (:mod:`orchard.chains.plans`): ``invoke``/``stream`` and
+``ainvoke``/``astream`` run the same steps.
 
 Model calls: at most one per principle, checked in the constitution's order, plus at most one
 revision. When every check passes the draft is returned unchanged (no revision call). A failed
@@ -16,7 +18,7 @@ The prompts (:data:`CRITIQUE_PROMPT`, :data:`REVISION_PROMPT`) were tried on a 0
   YES = the answer has the problem), and asks for ``YES`` or ``NO`` first, then a short reason:
   the 0.5B model then starts its reply with a parseable YES/NO. Asked for ``OK``/``REVISE`` it
   said ``OK`` to all 6 test answers (harmful included) or echoed the format ("Line 1: ...").
-  :func:`parse_verdict` reads the verdict robustly (case, markdown, a ``Verdict:`` label, a
+  :func:`~orchard.chains.verdicts.parse_verdict` reads the verdict robustly (case, markdown, a ``Verdict:`` label, a
   verdict on the last line; also ``OK``/``REVISE``/``NO ISSUES`` for other prompts); no verdict
   at all counts as a pass, so a confused model leaves the draft alone.
 * The 0.5B model is not a reliable judge, whatever the wording: over 8 wordings and layouts the
@@ -27,7 +29,7 @@ The prompts (:data:`CRITIQUE_PROMPT`, :data:`REVISION_PROMPT`) were tried on a 0
   for dependable verdicts; the chain and the constitution do not change.
 * The revision call gets the question, the draft, the reasons of the failed checks and their
   ``revision`` requests (most important first) and must write only the new answer;
-  :func:`clean_revision` strips the labels small models add ("Revised answer:", quotes). An empty
+  :func:`~orchard.chains.verdicts.clean_revision` strips the labels small models add ("Revised answer:", quotes). An empty
   revision keeps the draft. Asked to rewrite a harmful draft, the 0.5B model copied it, echoed
   the instructions or answered the harmful question afresh: 1 proper refusal in 12 tries (3
   drafts, 4 prompt layouts). That is why the packaged ``harmless`` principle has a fixed
@@ -61,18 +63,20 @@ Example::
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
+from langchain_core.runnables import Runnable
 from langchain_core.runnables.utils import AddableDict
 
+from orchard.chains.plans import Call, Plan, Stream, plan_chain
+from orchard.chains.verdicts import RevisionCleaner, clean_revision, critique_reason, parse_verdict
 from orchard.constitution import Constitution, Principle
+
+__all__ = ["CRITIQUE_PROMPT", "REVISION_PROMPT", "build_critique_chain", "clean_revision", "parse_verdict", "with_critique"]
 
 #: Variables: ``request`` (the principle's critique request, a yes/no question), ``question``,
 #: ``answer`` (the draft), ``context`` (empty, or a "Sources:" block starting with blank lines).
@@ -107,117 +111,9 @@ REVISION_PROMPT = ChatPromptTemplate.from_messages(
     ]
 )
 
-_LABEL = re.compile(r"^\W*(?:final\s+|line\s*1\W*)?(verdict|result|decision|answer|reply)?\W*\s*", re.I)
-_REVISE_START = re.compile(
-    r"^(yes|not\s+ok(ay)?|revise[ds]?|revision|needs?\s+(a\s+)?revision|needs?\s+to\s+be\s+revised"
-    r"|fails?|failed|issues?\s+found|problems?\s+found)\b"
-)
-_OK_START = re.compile(r"^(no|ok(ay)?|pass(es|ed)?|fine|none|no\s+(issues?|problems?|revision))\b")
-_ANYWHERE = re.compile(r"\b(YES|NO|REVISE|NOT OK|OK)\b")
-
-
-def _line_verdict(line: str) -> bool | None:
-    words = re.sub(r"[*_`#>\"']", " ", line).strip().lower()
-    words = _LABEL.sub("", words).strip(" :-=.")
-    if _REVISE_START.match(words):
-        return True
-    if _OK_START.match(words):
-        return False
-    return None
-
-
-def parse_verdict(text: str) -> bool | None:
-    """Does this critique find a problem? True (revise), False (fine) or None (no verdict).
-
-    Reads the first line that has words, then the last (markdown, quotes and a ``Verdict:`` /
-    ``Line 1:`` label ignored): ``YES``, ``Yes, ...``, ``REVISE``, ``needs revision``, ``NOT OK``
-    mean True; ``NO``, ``no.``, ``OK``, ``No issues``, ``PASS`` mean False. Failing that, the
-    first upper-case ``YES``/``NO``/``REVISE``/``OK`` word anywhere decides.
-    """
-    lines = [line for line in text.splitlines() if re.search(r"[a-zA-Z]", line)]
-    for line in lines[:1] + lines[-1:]:
-        if (verdict := _line_verdict(line)) is not None:
-            return verdict
-    if match := _ANYWHERE.search(text):
-        return match.group(1) in ("YES", "REVISE", "NOT OK")
-    return None
-
-
-_REVISION_LABEL = re.compile(
-    r"^(\*\*|#+)?\s*(here\s+is\s+(the|a|my)\s+)?(new|revised|rewritten|improved|updated|final)?"
-    r"\s*(version\s+of\s+the\s+)?answer\s*(\*\*)?\s*(:|\n)\s*(\*\*)?",
-    re.I,
-)
-
-
-def _strip_label(text: str) -> str:
-    """``text`` without leading labels ("Revised answer:", "**New answer**") and blank space."""
-    text = text.lstrip()
-    previous = None
-    while previous != text:
-        previous = text
-        text = _REVISION_LABEL.sub("", text, count=1).lstrip()
-    return text
-
-
-def clean_revision(text: str) -> str:
-    """The revised answer without the labels and wrapping quotes small models add."""
-    text = _strip_label(text).strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'" and text.count(text[0]) == 2:
-        text = text[1:-1].strip()
-    return text
-
-
-_VERDICT_PREFIX = re.compile(
-    r"^[\W_]*(?:(?:final\s+)?verdict|answer|reply|line\s*1)?[\W_]*(?:yes|no|ok|okay|revise|not\s+ok)\b[\W_]*",
-    re.I,
-)
-
-
-def _reason(critique: str) -> str:
-    """The critique without its verdict word (what the revision is told)."""
-    lines = [line.strip() for line in critique.strip().splitlines() if line.strip()]
-    if lines:
-        lines[0] = _VERDICT_PREFIX.sub("", lines[0]).strip()
-    return " ".join(line for line in lines if line)
-
-
 def _context_block(context: Any) -> str:
     text = str(context or "").strip()
     return f"\n\nSources:\n{text}" if text else ""
-
-
-class _RevisionCleaner:
-    """Cleans a streamed revision: holds back the start until its label (if any) can be seen."""
-
-    HOLD = 80  # characters held before deciding there is no label
-
-    def __init__(self) -> None:
-        self.buffer, self.started, self.emitted = "", False, ""
-
-    def feed(self, token: str) -> str:
-        if self.started:
-            self.emitted += token
-            return token
-        self.buffer += token
-        stripped = self.buffer.strip()
-        if ("\n" in stripped and len(stripped) > 20) or len(stripped) > self.HOLD:
-            return self._release()
-        return ""
-
-    def _release(self) -> str:
-        self.started = True
-        text = _strip_label(self.buffer)
-        self.emitted += text
-        return text
-
-    def finish(self) -> str:
-        """What is left to emit at the end ("" if nothing): a short revision, fully cleaned."""
-        if self.started:
-            return ""
-        self.started = True
-        self.emitted = clean_revision(self.buffer)
-        return self.emitted
 
 
 def _critique_inputs(principle: Principle, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -233,7 +129,7 @@ def _revision_inputs(
     constitution: Constitution, inputs: dict[str, Any], critiques: list[dict[str, Any]]
 ) -> dict[str, Any]:
     failed = [(constitution.principle(c["principle"]), c) for c in critiques if c["needs_revision"]]
-    reasons = [f"- {p.name}: {_reason(c['critique']) or p.critique}" for p, c in failed]
+    reasons = [f"- {p.name}: {critique_reason(c['critique']) or p.critique}" for p, c in failed]
     requests = [f"{i}. {p.revision}" for i, (p, _) in enumerate(failed, start=1)]
     with_context = any(p.use_context for p, _ in failed)
     return {
@@ -286,56 +182,31 @@ def build_critique_chain(
     critic = ((critique_prompt or CRITIQUE_PROMPT) | llm | StrOutputParser()).with_config(run_name="critique")
     reviser = ((revision_prompt or REVISION_PROMPT) | llm | StrOutputParser()).with_config(run_name="revision")
 
-    def _item(principle: Principle, reply: str) -> dict[str, Any]:
-        return {"principle": principle.name, "critique": reply.strip(), "needs_revision": parse_verdict(reply) is True}
+    def critique(raw: dict[str, Any]) -> Plan:
+        inputs = _normalize(raw)
+        yield {"draft": inputs["answer"]}
+        critiques: list[dict[str, Any]] = []
+        for principle in constitution.principles:
+            reply = yield Call(critic, _critique_inputs(principle, inputs))
+            item = {"principle": principle.name, "critique": reply.strip(), "needs_revision": parse_verdict(reply) is True}
+            critiques.append(item)
+            yield {"critiques": [item]}
+            if item["needs_revision"] and principle.replacement:
+                break  # its fixed reply is the answer: nothing else to check or rewrite
+        if (final := _final_without_model(constitution, inputs, critiques)) is not None:
+            yield {"answer": final}
+            return
+        cleaner = RevisionCleaner()
+        yield Stream(reviser, _revision_inputs(constitution, inputs, critiques), lambda token: _answer(cleaner.feed(token)))
+        yield from _answer(cleaner.finish())
+        if not cleaner.emitted.strip():
+            yield {"answer": inputs["answer"]}  # an empty revision keeps the draft
 
-    def stream(items: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[dict[str, Any]]:
-        for raw in items:
-            inputs = _normalize(raw)
-            yield AddableDict({"draft": inputs["answer"]})
-            critiques: list[dict[str, Any]] = []
-            for principle in constitution.principles:
-                item = _item(principle, critic.invoke(_critique_inputs(principle, inputs), config))
-                critiques.append(item)
-                yield AddableDict({"critiques": [item]})
-                if item["needs_revision"] and principle.replacement:
-                    break  # its fixed reply is the answer: nothing else to check or rewrite
-            if (final := _final_without_model(constitution, inputs, critiques)) is not None:
-                yield AddableDict({"answer": final})
-                continue
-            cleaner = _RevisionCleaner()
-            for token in reviser.stream(_revision_inputs(constitution, inputs, critiques), config):
-                if piece := cleaner.feed(token):
-                    yield AddableDict({"answer": piece})
-            if piece := cleaner.finish():
-                yield AddableDict({"answer": piece})
-            if not cleaner.emitted.strip():
-                yield AddableDict({"answer": inputs["answer"]})
+    return plan_chain(critique, run_name="constitutional_critique")
 
-    async def astream(items: AsyncIterator[dict[str, Any]], config: RunnableConfig) -> AsyncIterator[dict[str, Any]]:
-        async for raw in items:
-            inputs = _normalize(raw)
-            yield AddableDict({"draft": inputs["answer"]})
-            critiques: list[dict[str, Any]] = []
-            for principle in constitution.principles:
-                item = _item(principle, await critic.ainvoke(_critique_inputs(principle, inputs), config))
-                critiques.append(item)
-                yield AddableDict({"critiques": [item]})
-                if item["needs_revision"] and principle.replacement:
-                    break  # its fixed reply is the answer: nothing else to check or rewrite
-            if (final := _final_without_model(constitution, inputs, critiques)) is not None:
-                yield AddableDict({"answer": final})
-                continue
-            cleaner = _RevisionCleaner()
-            async for token in reviser.astream(_revision_inputs(constitution, inputs, critiques), config):
-                if piece := cleaner.feed(token):
-                    yield AddableDict({"answer": piece})
-            if piece := cleaner.finish():
-                yield AddableDict({"answer": piece})
-            if not cleaner.emitted.strip():
-                yield AddableDict({"answer": inputs["answer"]})
 
-    return RunnableGenerator(stream, astream).with_config(run_name="constitutional_critique")
+def _answer(piece: str) -> list[dict[str, Any]]:
+    return [{"answer": piece}] if piece else []
 
 
 # --- wrapping any chain -------------------------------------------------------------------------
@@ -367,6 +238,8 @@ def _question_of(inputs: Any, output: dict[str, Any]) -> str:
 
 
 def _context_of(inputs: Any, output: dict[str, Any]) -> str:
+    """The input's ``context``, else the output's sources as the answer cites them:
+    ``[n] (source)`` then the passage's text, passages separated by a blank line."""
     if isinstance(inputs, dict) and inputs.get("context"):
         return str(inputs["context"])
     blocks = []
@@ -381,7 +254,10 @@ def _context_of(inputs: Any, output: dict[str, Any]) -> str:
 class _Draft:
     """Accumulates the wrapped chain's streamed output; says what to pass on as it arrives."""
 
-    HELD = ("cited", "grounded")  # RAG: recomputed for a revised answer, so sent at the end
+    HELD = ("cited", "grounded")  # RAG, chat: recomputed for a revised answer, so sent at the end
+    #: Each ``sources`` chunk carries the whole list so far (the agent numbers a second search's
+    #: passages on), so the last one is the list — as in :class:`orchard.events.AnswerFold`.
+    LATEST = ("sources",)
 
     def __init__(self) -> None:
         self.fields: dict[str, Any] = {}
@@ -390,15 +266,15 @@ class _Draft:
         self.sent = False  # has a draft chunk been passed on?
         self.held: AddableDict = AddableDict()
 
-    def feed(self, chunk: Any) -> AddableDict | None:
-        """The chunk to pass on now (``answer`` renamed ``draft``), or None."""
+    def feed(self, chunk: Any) -> list[dict[str, Any]]:
+        """The chunks to pass on now (``answer`` renamed ``draft``): none or one."""
         if not isinstance(chunk, dict):
             text = _text(chunk)
             self.parts.append(text)
             self.sent = self.sent or bool(text)
-            return AddableDict({"draft": text}) if text else None
+            return [{"draft": text}] if text else []
         self.is_dict = True
-        out = AddableDict()
+        out: dict[str, Any] = {}
         for key, value in chunk.items():
             if key == "answer":
                 text = _text(value)
@@ -409,15 +285,19 @@ class _Draft:
             elif key in self.HELD:
                 self.held = self.held + AddableDict({key: value})
             else:
-                if key in self.fields and self.fields[key] is not None and value is not None:
-                    try:
-                        self.fields[key] = self.fields[key] + value
-                    except TypeError:
-                        self.fields[key] = value
-                else:
-                    self.fields[key] = value
+                self._keep(key, value)
                 out[key] = value
-        return out or None
+        return [out] if out else []
+
+    def _keep(self, key: str, value: Any) -> None:
+        old = self.fields.get(key)
+        if key in self.LATEST or old is None or value is None:
+            self.fields[key] = value
+            return
+        try:
+            self.fields[key] = old + value
+        except TypeError:
+            self.fields[key] = value
 
     @property
     def answer(self) -> str:
@@ -425,7 +305,11 @@ class _Draft:
 
 
 def _final_fields(draft: _Draft, answer: str) -> AddableDict:
-    """The held keys; for a revised RAG answer, ``cited`` and ``grounded`` from its ``[n]``."""
+    """The held keys; for a revised answer, ``cited`` and ``grounded`` from its ``[n]`` markers.
+
+    Only keys the chain sent are recomputed (RAG, chat): for the agent, which sends neither,
+    nothing is added.
+    """
     out = AddableDict(draft.held)
     sources = draft.fields.get("sources")
     if answer.strip() != draft.answer and isinstance(sources, list):
@@ -439,14 +323,6 @@ def _final_fields(draft: _Draft, answer: str) -> AddableDict:
     return out
 
 
-async def _achunks(chain: Runnable, inputs: Any, config: RunnableConfig, stream: bool) -> AsyncIterator[Any]:
-    if stream:
-        async for chunk in chain.astream(inputs, config):
-            yield chunk
-    else:
-        yield await chain.ainvoke(inputs, config)
-
-
 def with_critique(
     chain: Runnable,
     *,
@@ -458,22 +334,27 @@ def with_critique(
 ) -> Runnable:
     """Wrap ``chain`` so its answer is critiqued against ``constitution`` and revised if needed.
 
-    ``chain`` may output a string, a message, or a dict with an ``answer`` key (the RAG and chat
-    chains; an agent as ``agent | RunnableLambda(agent_result)`` with ``stream_draft=False``:
-    a graph streams state updates, not its final state). The input goes to ``chain``
-    unchanged. The output is the chain's dict (or ``{}`` for text) with ``answer`` replaced by
-    the revision, plus ``draft`` and ``critiques``; every other key (``question``, ``sources``,
-    ``tool_calls`` ...) is kept. When the answer was revised and the output has ``sources``,
-    ``cited`` is recomputed from the revised answer's ``[n]`` markers, and ``grounded`` stays
-    True only if it still cites a source (a refusal is not grounded).
+    This is Orchard's one critique path: the answering use case wraps every mode's chain with it
+    (RAG, chat, and the agent through :func:`orchard.agents.agent.build_agent_chain`).
+
+    ``chain`` may output a string, a message, or a dict with an ``answer`` key (the RAG, chat and
+    agent chains). The input goes to ``chain`` unchanged. The output is the chain's dict (or
+    ``{}`` for text) with ``answer`` replaced by the revision, plus ``draft`` and ``critiques``;
+    every other key (``question``, ``sources``, ``route``, ``tool_call`` ...) is kept. When the
+    answer was revised and the output has ``sources``, ``cited`` is recomputed from the revised
+    answer's ``[n]`` markers, and ``grounded`` stays True only if it still cites a source (a
+    refusal is not grounded); a chain that sends no ``cited``/``grounded`` gets none.
 
     The question critiqued is the output's ``question`` (RAG: the standalone one), else the
     input's ``question``, else the input itself (a string, or the last human message). The
-    context is the input's ``context``, else the texts of the output's ``sources``.
+    context is the input's ``context``, else the output's sources numbered as the answer cites
+    them, ``[n] (source)`` over the passage's text (the name tells the critic which passage
+    an ``[n]`` points at).
 
     Streaming: the chain's chunks pass through as they come (``answer`` renamed ``draft``), then
-    one ``critiques`` chunk per principle, then the answer (the revision token by token). With
-    ``stream_draft=False`` the chain is invoked instead and its output passed on in one chunk.
+    one ``critiques`` chunk per principle, then the answer (the revision token by token), then
+    ``cited``/``grounded`` if the chain sent them. With ``stream_draft=False`` the chain is
+    invoked instead and its output passed on in one chunk.
 
     Raises:
         ValueError: (while running) the chain's output is a dict without an ``answer`` key.
@@ -483,8 +364,8 @@ def with_critique(
         llm: the model that critiques and revises (usually the chain's own).
         constitution: the principles (:func:`orchard.constitution.load_constitution`).
         critique_prompt, revision_prompt: see :func:`build_critique_chain`.
-        stream_draft: stream ``chain`` (True) or invoke it (False, for chains that do not
-            stream their final output, like an agent graph).
+        stream_draft: stream ``chain`` (True) or invoke it (False, for chains whose stream is
+            not their output, like a bare agent graph).
     """
     critic = build_critique_chain(
         llm=llm, constitution=constitution, critique_prompt=critique_prompt, revision_prompt=revision_prompt
@@ -495,45 +376,29 @@ def with_critique(
             keys = ", ".join(sorted(draft.fields)) or "none"
             msg = (
                 f"with_critique needs a chain whose output has an 'answer' key (got keys: {keys});"
-                " for an agent, wrap `agent | RunnableLambda(agent_result)`"
+                " for an agent graph, wrap `orchard.agents.agent.build_agent_chain(agent)`"
             )
             raise ValueError(msg)
         return {"question": _question_of(inputs, draft.fields), "answer": draft.answer, "context": _context_of(inputs, draft.fields)}
 
-    def _pass(chunk: dict[str, Any], parts: list[str]) -> AddableDict | None:
-        if "answer" in chunk:
-            parts.append(chunk["answer"])
-        rest = {k: v for k, v in chunk.items() if k != "draft"}  # the draft was streamed already
-        return AddableDict(rest) if rest else None
+    def critiqued(inputs: Any) -> Plan:
+        draft = _Draft()
+        if stream_draft:
+            yield Stream(chain, inputs, draft.feed)
+        else:
+            output = yield Call(chain, inputs)
+            yield from draft.feed(output)
+        critic_input, revised = _critic_input(inputs, draft), []
+        if not draft.sent:
+            yield {"draft": ""}
 
-    def stream(items: Iterator[Any], config: RunnableConfig) -> Iterator[dict[str, Any]]:
-        for inputs in items:
-            draft = _Draft()
-            for chunk in chain.stream(inputs, config) if stream_draft else [chain.invoke(inputs, config)]:
-                if (out := draft.feed(chunk)) is not None:
-                    yield out
-            critic_input, parts = _critic_input(inputs, draft), []
-            if not draft.sent:
-                yield AddableDict({"draft": ""})
-            for chunk in critic.stream(critic_input, config):
-                if (out := _pass(chunk, parts)) is not None:
-                    yield out
-            if tail := _final_fields(draft, "".join(parts)):
-                yield tail
+        def passed(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+            revised.append(chunk.get("answer", ""))
+            rest = {k: v for k, v in chunk.items() if k != "draft"}  # the draft was streamed already
+            return [rest] if rest else []
 
-    async def astream(items: AsyncIterator[Any], config: RunnableConfig) -> AsyncIterator[dict[str, Any]]:
-        async for inputs in items:
-            draft = _Draft()
-            async for chunk in _achunks(chain, inputs, config, stream_draft):
-                if (out := draft.feed(chunk)) is not None:
-                    yield out
-            critic_input, parts = _critic_input(inputs, draft), []
-            if not draft.sent:
-                yield AddableDict({"draft": ""})
-            async for chunk in critic.astream(critic_input, config):
-                if (out := _pass(chunk, parts)) is not None:
-                    yield out
-            if tail := _final_fields(draft, "".join(parts)):
-                yield tail
+        yield Stream(critic, critic_input, passed)
+        if tail := _final_fields(draft, "".join(revised)):
+            yield tail
 
-    return RunnableGenerator(stream, astream).with_config(run_name="with_critique")
+    return plan_chain(critiqued, run_name="with_critique")

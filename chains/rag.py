@@ -12,6 +12,9 @@ by token; ``question`` and ``sources`` come first, ``grounded`` and ``cited`` la
 When no retrieved chunk is relevant enough (best cosine similarity below ``min_relevance``) the
 chain does not call the model: it answers :data:`NO_ANSWER`, with ``grounded: False``.
 
+``invoke``, ``stream``, ``ainvoke`` and ``astream`` run the same plan (:mod:`orchard.chains.plans`):
+condense (with history), retrieve, then stream the answer through the citer.
+
 Example::
 
     >>> chain = build_rag_chain(llm=ChatOpenAI(base_url=...), retriever=retriever)  # doctest: +SKIP
@@ -22,7 +25,6 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from langchain_core.documents import Document
@@ -30,14 +32,16 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator, RunnableLambda
-from langchain_core.runnables.utils import AddableDict
+from langchain_core.runnables import Runnable
 
 from orchard.chains.citations import StreamingCiter
 from orchard.chains.condense import as_messages
+from orchard.chains.plans import Call, Plan, Stream, plan_chain
 
 NO_ANSWER = "The documents do not answer this question."
 _CITATION = re.compile(r"\[(\d{1,2})\]")
+
+
 def format_context(docs: list[Document]) -> str:
     """Number the passages the way the answer must cite them: ``[1] (source — section)``."""
     blocks = []
@@ -98,6 +102,31 @@ def is_refusal(answer: str) -> bool:
     return "do not answer this question" in answer.lower() or "don't answer this question" in answer.lower()
 
 
+class _CitedAnswer:
+    """The answer's tokens as they stream (``[n]`` added on the way), then ``cited``/``grounded``."""
+
+    def __init__(self, docs: list[Document], *, attribute_citations: bool) -> None:
+        self.citer = StreamingCiter([d.page_content for d in docs])
+        self.attribute = attribute_citations
+        self.parts: list[str] = []
+
+    def feed(self, token: str) -> list[dict[str, Any]]:
+        return self._pieces(self.citer.feed(token) if self.attribute else [token])
+
+    def finish(self) -> list[dict[str, Any]]:
+        chunks = self._pieces(self.citer.finish() if self.attribute else [])
+        answer = "".join(self.parts)
+        if self.attribute:
+            tail = {"cited": self.citer.cited, "grounded": self.citer.supported > 0 and not is_refusal(answer)}
+        else:
+            tail = {"cited": cited_numbers(answer, len(self.citer.sources)), "grounded": not is_refusal(answer)}
+        return [*chunks, tail]
+
+    def _pieces(self, pieces: list[str]) -> list[dict[str, Any]]:
+        self.parts += pieces
+        return [{"answer": piece} for piece in pieces]
+
+
 def build_rag_chain(
     *,
     llm: BaseChatModel,
@@ -129,72 +158,21 @@ def build_rag_chain(
     condense = build_condense_chain(llm=llm, prompt=condense_prompt)
     answer_chain = (answer_prompt | llm | StrOutputParser()).with_config(run_name="rag_answer")
 
-    def prepare(inputs: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+    def answer(inputs: dict[str, Any]) -> Plan:
         question = str(inputs["question"]).strip()
         history = as_messages(inputs.get("history"))
-        standalone = condense.invoke({"question": question, "history": history}, config) if history else question
-        docs = retriever.invoke(standalone, config)
+        standalone = (yield Call(condense, {"question": question, "history": history})) if history else question
+        docs = yield Call(retriever, standalone)
         scores = [d.metadata["dense_score"] for d in docs if "dense_score" in d.metadata]
         relevant = bool(docs) and (not scores or max(scores) >= min_relevance)
         docs = fit_context(docs, max_context_chars) if relevant else []
-        return {"question": question, "standalone": standalone, "history": history, "docs": docs}
+        yield {"question": standalone, "sources": [source_record(n, d) for n, d in enumerate(docs, start=1)]}
+        if not docs:
+            yield {"answer": NO_ANSWER}
+            yield {"cited": [], "grounded": False}
+            return
+        cited = _CitedAnswer(docs, attribute_citations=attribute_citations)
+        yield Stream(answer_chain, {"context": format_context(docs), "question": question, "history": history}, cited.feed)
+        yield from cited.finish()
 
-    def _head(prepared: dict[str, Any]) -> dict[str, Any]:
-        sources = [source_record(n, d) for n, d in enumerate(prepared["docs"], start=1)]
-        return {"question": prepared["standalone"], "sources": sources}
-
-    def _answer_input(prepared: dict[str, Any]) -> dict[str, Any]:
-        return {"context": format_context(prepared["docs"]), "question": prepared["question"], "history": prepared["history"]}
-
-    def _citer(prepared: dict[str, Any]) -> StreamingCiter:
-        return StreamingCiter([d.page_content for d in prepared["docs"]])
-
-    def _tail(answer: str, citer: StreamingCiter | None) -> dict[str, Any]:
-        if citer is None:
-            return {"cited": [], "grounded": False}
-        if not attribute_citations:
-            cited = cited_numbers(answer, len(citer.sources))
-            return {"cited": cited, "grounded": not is_refusal(answer)}
-        return {"cited": citer.cited, "grounded": citer.supported > 0 and not is_refusal(answer)}
-
-    def _pieces(token: str, citer: StreamingCiter) -> list[str]:
-        return citer.feed(token) if attribute_citations else [token]
-
-    def stream_answer(items: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[dict[str, Any]]:
-        for prepared in items:
-            yield AddableDict(_head(prepared))
-            if not prepared["docs"]:
-                yield AddableDict({"answer": NO_ANSWER})
-                yield AddableDict(_tail(NO_ANSWER, None))
-                continue
-            citer, parts = _citer(prepared), []
-            for token in answer_chain.stream(_answer_input(prepared), config):
-                for piece in _pieces(token, citer):
-                    parts.append(piece)
-                    yield AddableDict({"answer": piece})
-            for piece in citer.finish() if attribute_citations else []:
-                parts.append(piece)
-                yield AddableDict({"answer": piece})
-            yield AddableDict(_tail("".join(parts), citer))
-
-    async def astream_answer(items: AsyncIterator[dict[str, Any]], config: RunnableConfig) -> AsyncIterator[dict[str, Any]]:
-        async for prepared in items:
-            yield AddableDict(_head(prepared))
-            if not prepared["docs"]:
-                yield AddableDict({"answer": NO_ANSWER})
-                yield AddableDict(_tail(NO_ANSWER, None))
-                continue
-            citer, parts = _citer(prepared), []
-            async for token in answer_chain.astream(_answer_input(prepared), config):
-                for piece in _pieces(token, citer):
-                    parts.append(piece)
-                    yield AddableDict({"answer": piece})
-            for piece in citer.finish() if attribute_citations else []:
-                parts.append(piece)
-                yield AddableDict({"answer": piece})
-            yield AddableDict(_tail("".join(parts), citer))
-
-    chain = RunnableLambda(prepare).with_config(run_name="rag_retrieve") | RunnableGenerator(
-        stream_answer, astream_answer
-    ).with_config(run_name="rag_generate")
-    return chain.with_config(run_name="orchard_rag")
+    return plan_chain(answer, run_name="orchard_rag")

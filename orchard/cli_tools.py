@@ -1,8 +1,9 @@
 """``orchard tools``: list the agent's tools and run one by hand.
 
 For users debugging a tool (what does the sandbox say to this program? is this query refused?) and
-for tests. ``run`` prints ``{"ok", "output", "error"}`` with ``--json``; a refused or failed call
-is ``ok: false`` with the reason in ``error`` (exit code 1 without ``--json``).
+for tests. The tools are the composition root's (:meth:`orchard.components.Components.tools`).
+``run`` prints ``{"ok", "output", "error"}`` with ``--json``; a refused or failed call is
+``ok: false`` with the reason in ``error`` (exit code 1 without ``--json``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-from orchard.config import Settings
 
 app = typer.Typer(
     help="List the agent's tools and run one by hand: python, sql, sql_schema, table, table_schema, search_docs.",
@@ -26,10 +25,15 @@ TableOpt = Annotated[list[Path] | None, typer.Option("--table", help="A CSV/XLSX
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="Chroma store folder (default: ORCHARD_STORE_DIR).")]
 
 
-def _service(store: Path | None) -> Any:
-    from orchard.service import ChatService
+def _components(store: Path | None) -> Any:
+    """The components of the command's Orchard, with the schema tools on (a person running a tool
+    by hand may want sql_schema/table_schema, whatever ORCHARD_TOOL_CALLING says)."""
+    from orchard.cli import cli_settings, make_orchard
+    from orchard.components import ToolSessions
 
-    return ChatService(Settings(**({"store_dir": store} if store else {})), notify=lambda m: typer.echo(m, err=True))
+    settings = cli_settings(store)
+    sessions = ToolSessions(max_rows=settings.sql_max_rows, timeout=settings.tool_timeout, schema_tools=True)
+    return make_orchard(settings, tool_sessions=sessions).components
 
 
 @app.command("list")
@@ -42,7 +46,7 @@ def list_command(
     """Every tool, whether it is available with what is attached, and its arguments."""
     from orchard.tools import describe_tools
 
-    rows = describe_tools(_service(store).tools(db_url=db, tables=table or (), schema_tools=True))
+    rows = describe_tools(_components(store).tools(db_url=db, tables=table or ()))
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -70,7 +74,8 @@ def run_command(
     except json.JSONDecodeError as exc:
         result: dict[str, Any] = {"ok": False, "output": "", "error": f"--input is not JSON: {exc}"}
     else:
-        available = {t.name: t for t in _service(store).tools(db_url=db, tables=table or (), schema_tools=True)}
+        parts = _components(store)
+        available = {t.name: t for t in parts.tools(db_url=db, tables=table or ())}
         if name not in TOOL_NAMES:
             result = {"ok": False, "output": "", "error": f"no tool named {name!r}; tools: {', '.join(TOOL_NAMES)}"}
         elif name not in available:
@@ -79,6 +84,7 @@ def run_command(
             result = {"ok": False, "output": "", "error": "--input must be a JSON object, e.g. {\"query\": \"...\"}"}
         else:
             result = run_tool(available[name], arguments)
+        parts.close()  # the sql tool's connection pool
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
         return

@@ -209,6 +209,10 @@ class ToolSessions:
     A SQL tool holds a connection pool and a table tool a DuckDB database loaded from its files:
     building them for every question would open a pool per question (never disposed) and read
     every attached file again. :meth:`release` disposes of the tools of a detached source.
+
+    A file changed on disk under the same path is loaded again by its table tool (it compares
+    mtime, size and, for a file just written, its digest before every query), so a session is
+    keyed by paths alone.
     """
 
     def __init__(self, *, max_rows: int, timeout: float, schema_tools: bool) -> None:
@@ -218,18 +222,26 @@ class ToolSessions:
 
     @staticmethod
     def key(db_url: str | None, tables: Sequence[str | Path]) -> tuple[str | None, tuple[str, ...]]:
-        return (db_url or None, tuple(sorted(str(Path(t)) for t in tables)))
+        return (db_url or None, tuple(sorted({_file_key(t) for t in tables})))
 
     def tools(self, *, db_url: str | None, tables: Sequence[str | Path], retriever: Any) -> list[Any]:
+        """The session's data tools (built on first use), plus search_docs over ``retriever``.
+
+        Raises:
+            OrchardError: a file is missing or not a table, or the database cannot be opened.
+        """
+        from orchard.errors import OrchardError
         from orchard.tools import build_tools
 
         key = self.key(db_url, tables)
         with self._lock:
             data = self._sessions.get(key)
             if data is None:
-                data = build_tools(
-                    db_url=key[0], tables=list(key[1]), max_rows=self.max_rows, timeout=self.timeout, schema_tools=self.schema_tools
-                )
+                try:
+                    data = build_tools(db_url=key[0], tables=list(key[1]), max_rows=self.max_rows, timeout=self.timeout,
+                                       schema_tools=self.schema_tools)  # fmt: skip
+                except ValueError as exc:  # "no file at ...", "no SQLite database at ...": the user's to fix
+                    raise OrchardError(str(exc)) from exc
                 self._sessions[key] = data
         if retriever is None:
             return list(data)
@@ -247,7 +259,7 @@ class ToolSessions:
             doomed = [
                 key
                 for key in self._sessions
-                if (db_url is not None and key[0] == db_url) or (table is not None and str(Path(table)) in key[1])
+                if (db_url is not None and key[0] == db_url) or (table is not None and _file_key(table) in key[1])
             ]
             tools = [t for key in doomed for t in self._sessions.pop(key)]
         for tool in tools:
@@ -260,6 +272,10 @@ class ToolSessions:
             self._sessions.clear()
         for tool in tools:
             _dispose(tool)
+
+
+def _file_key(path: str | Path) -> str:
+    return str(Path(path).resolve())
 
 
 def _dispose(tool: Any) -> None:

@@ -225,6 +225,8 @@ def chunk_events(chunk: Mapping[str, Any]) -> Iterator[AnswerEvent]:
         yield SourcesFound(tuple(Source.from_record(s) for s in chunk["sources"] or ()))
     if chunk.get("tool_call"):
         yield ToolCalled(ToolCallRecord(**_tool_call_fields(chunk["tool_call"])))
+    for call in chunk.get("tool_calls") or ():  # the agent chain's: a list, so chunks add up (invoke)
+        yield ToolCalled(ToolCallRecord(**_tool_call_fields(call)))
     if chunk.get("draft"):
         yield DraftToken(str(chunk["draft"]))
     for item in chunk.get("critiques") or ():

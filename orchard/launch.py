@@ -1,65 +1,87 @@
-"""``orchard app``: the model server (if none answers) and Streamlit, started and stopped together."""
+"""``orchard app``: the model server (if none answers) and Streamlit, started and stopped together.
+
+Streamlit runs the packaged script :mod:`orchard.ui.entry.streamlit_app` (an installed wheel needs
+nothing from a checkout), with the app's options as command-line flags (:data:`STREAMLIT_OPTIONS`:
+a wheel has no ``.streamlit/config.toml``). The model server's lifecycle is the model-server use
+case's (:meth:`~orchard.usecases.model_server.ModelServer.start_for_app`); Streamlit runs in its
+own process group (:func:`orchard.server.run_foreground`), so SIGTERM or Ctrl-C stop it with
+every child it has, and then the model server this launcher started.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import signal
-import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from orchard import server
 from orchard.config import Settings
-from orchard.service import ChatService
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
+#: The app's Streamlit options (the checkout's ``.streamlit/config.toml`` says the same; a test
+#: keeps the two equal).
+STREAMLIT_OPTIONS: dict[str, str] = {
+    "server.headless": "true",
+    "server.fileWatcherType": "none",  # a venv next to the app would flood the file watcher
+    "browser.gatherUsageStats": "false",
+    "client.toolbarMode": "minimal",  # a finished app, not a developer tool: no Deploy button
+    "client.showErrorDetails": "none",  # uncaught errors: a short message, never a traceback
+    "theme.base": "light",
+    "theme.primaryColor": "#2e7d32",
+}
+
+
+def app_script() -> Path:
+    """The packaged Streamlit script (found without importing the UI into the launcher)."""
+    spec = importlib.util.find_spec("orchard.ui")
+    if spec is None or not spec.submodule_search_locations:
+        msg = "orchard.ui is not installed: reinstall orchard (pip install orchard)"
+        raise RuntimeError(msg)
+    return Path(next(iter(spec.submodule_search_locations))) / "entry" / "streamlit_app.py"
 
 
 def streamlit_command(*, port: int, address: str) -> list[str]:
+    flags = [part for name, value in STREAMLIT_OPTIONS.items() for part in (f"--{name}", value)]
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.port", str(port),
-        "--server.address", address,
-        "--server.headless", "true",
-        "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
+        sys.executable, "-m", "streamlit", "run", str(app_script()),
+        "--server.port", str(port), "--server.address", address, *flags,
     ]  # fmt: skip
 
 
-def launch_app(settings: Settings, *, port: int, address: str, echo: Callable[[str], None]) -> int:
-    """Run until Streamlit exits, Ctrl-C or SIGTERM; returns Streamlit's exit code."""
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (service managers, ``kill``) interrupts like Ctrl-C while the model server starts,
+    so its start is undone; restores the previous handler afterwards."""
 
-    def _terminate(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt  # SIGTERM (service managers, `kill`) stops both, like Ctrl-C
+    def _interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _terminate)
-    handle = None
-    serving = server.is_serving(settings.llm_base_url)
-    if not serving and server.is_listening(settings.llm_base_url):
-        # A llama.cpp server busy with a request does not answer: use it, do not start a second.
-        echo(f"a model server is listening at {settings.llm_base_url} (busy); using it")
-        serving = True
-    if settings.is_default_llm_url and not serving:
-        command = ChatService(settings).embedded_server_command()
-        log = settings.data_dir / "logs" / "model-server.log"
-        echo(f"starting the embedded model server at {settings.llm_base_url} (log: {log}) …")
-        handle = server.start_server(command, base_url=settings.llm_base_url, log=log, timeout=180)
-        echo("model server ready")
-    elif not serving:
-        echo(f"warning: no model server answers at {settings.llm_base_url}; the app will say so")
-    env = dict(os.environ, ORCHARD_DATA_DIR=str(settings.data_dir))
-    echo(f"Orchard is at http://{address}:{port}  (Ctrl-C stops it)")
-    app = subprocess.Popen(streamlit_command(port=port, address=address), env=env)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return app.wait()
-    except KeyboardInterrupt:
-        app.send_signal(signal.SIGINT)
-        try:
-            return app.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            app.kill()
-            return 130
+        yield
     finally:
-        if handle is not None:
-            handle.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def launch_app(settings: Settings, *, port: int, address: str, echo: Callable[[str], None]) -> int:
+    """Run until Streamlit exits, Ctrl-C or SIGTERM; Streamlit's exit code (128 + the signal's
+    number when a signal stopped it)."""
+    from orchard.usecases import build_orchard
+
+    orchard = build_orchard(settings)
+    handle = None
+    with _sigterm_interrupts():
+        try:
+            handle = orchard.model_server.start_for_app(echo=echo)
+            env = dict(os.environ, ORCHARD_DATA_DIR=str(settings.data_dir))
+            echo(f"Orchard is at http://{address}:{port}  (Ctrl-C stops it)")
+            # While Streamlit runs, its handlers replace ours: SIGTERM/SIGINT stop its process group.
+            return server.run_foreground(streamlit_command(port=port, address=address), env=env)
+        except KeyboardInterrupt:
+            return 128 + signal.SIGINT
+        finally:
+            if handle is not None:
+                handle.stop()

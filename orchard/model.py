@@ -138,12 +138,21 @@ def assemble_model(preset: ModelPreset, *, cache_dir: Path) -> Path:
 
 
 def resolve_model(model: str, *, cache_dir: Path) -> tuple[Path, str]:
-    """Map ``--model`` (a preset name or a GGUF path) to ``(gguf_path, served_model_name)``."""
+    """Map ``--model`` (a preset name or a GGUF path) to ``(gguf_path, served_model_name)``: a
+    preset is served under its own name (``qwen-1.5b`` -> ``qwen2.5-coder-1.5b-instruct``), a file
+    under its lower-cased stem.
+
+    Raises:
+        ModelAssemblyError: neither a preset nor an existing .gguf file.
+    """
     if model in PRESETS:
         preset = PRESETS[model]
         return assemble_model(preset, cache_dir=cache_dir), preset.served_name
     path = Path(model).expanduser()
-    if path.suffix.lower() == ".gguf" and path.is_file():
-        return path, path.stem.lower()
+    if path.suffix.lower() == ".gguf":
+        if path.is_file():
+            return path, path.stem.lower()
+        msg = f"model file {path} not found: give the path of a .gguf file, or a preset ({', '.join(PRESETS)})"
+        raise ModelAssemblyError(msg)
     msg = f"unknown model {model!r}: use a preset ({', '.join(PRESETS)}) or the path of a .gguf file"
     raise ModelAssemblyError(msg)

@@ -77,17 +77,16 @@ class HybridRetriever(BaseRetriever):
             return []
         pool = max(self.candidates, k)
         dense: list[tuple[str, float]] = []
-        lexical: list[tuple[str, float]] = []
         query_vec: list[float] = []
         if self.dense_weight > 0:
             query_vec = self.store.embeddings.embed_query(query)
             dense = self.store.dense_search(query_vec, pool)
-        if self.dense_weight < 1:
-            lexical = self.store.lexical_search(query, pool)
-        fused = reciprocal_rank_fusion(
-            [[i for i, _ in dense], [i for i, _ in lexical]], [self.dense_weight, 1 - self.dense_weight]
-        )
-        by_id = {d.id: d for d in self.store.get([i for i, _ in fused])}
+        lexical, fused, by_id = self._fuse(query, dense, pool)
+        if any(i not in by_id for i, _ in lexical):
+            # The BM25 index named chunks the collection no longer has: rebuild it rather than let
+            # them (and whatever replaced them) silently drop out of the results.
+            self.store.forget_lexical_index()
+            lexical, fused, by_id = self._fuse(query, dense, pool)
         rescored = sorted(
             ((i, score * self._prior(by_id[i].metadata.get("source", ""))) for i, score in fused if i in by_id),
             key=lambda item: -item[1],
@@ -125,6 +124,16 @@ class HybridRetriever(BaseRetriever):
             out.append(doc)
         return out
 
+    def _fuse(
+        self, query: str, dense: list[tuple[str, float]], pool: int
+    ) -> tuple[list[tuple[str, float]], list[tuple[str, float]], dict[str, Document]]:
+        """BM25 hits, the fused ranking with ``dense``, and the fused chunks by id."""
+        lexical = self.store.lexical_search(query, pool) if self.dense_weight < 1 else []
+        fused = reciprocal_rank_fusion(
+            [[i for i, _ in dense], [i for i, _ in lexical]], [self.dense_weight, 1 - self.dense_weight]
+        )
+        return lexical, fused, {d.id: d for d in self.store.get([i for i, _ in fused])}
+
     def _prior(self, source: str) -> float:
         if self.secondary_weight < 1 and any(fnmatch(source, pattern) for pattern in self.secondary_sources):
             return self.secondary_weight
@@ -151,6 +160,7 @@ class MemoRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None, **kwargs: Any
     ) -> list[Document]:
+        query = query.strip()  # the router sees the question as typed, the RAG chain stripped
         key = (query, k)
         if key not in self.memo:
             extra = {"k": k} if k is not None else {}

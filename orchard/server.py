@@ -153,10 +153,11 @@ class ServerHandle:
 
 # llama-cpp-python's server also reads its settings from environment variables of the same names:
 # a PORT set for something else (e.g. `make run PORT=8599`) would silently move it off --port.
-_SERVER_ENV_NAMES = frozenset(
-    """PORT HOST MODEL MODEL_ALIAS API_KEY CONFIG_FILE SSL_KEYFILE SSL_CERTFILE INTERRUPT_REQUESTS
-    N_CTX N_THREADS N_THREADS_BATCH N_BATCH N_GPU_LAYERS CHAT_FORMAT VERBOSE ROOT_PATH""".split()
-)
+_SERVER_ENV_NAMES = frozenset({
+    "PORT", "HOST", "MODEL", "MODEL_ALIAS", "API_KEY", "CONFIG_FILE", "SSL_KEYFILE", "SSL_CERTFILE",
+    "INTERRUPT_REQUESTS", "N_CTX", "N_THREADS", "N_THREADS_BATCH", "N_BATCH", "N_GPU_LAYERS", "CHAT_FORMAT",
+    "VERBOSE", "ROOT_PATH",
+})  # fmt: skip
 
 
 def server_env() -> dict[str, str]:
@@ -242,22 +243,46 @@ def stop_process_group(process: subprocess.Popen, *, timeout: float = 10.0) -> N
         process.wait()
 
 
-def run_foreground(command: list[str], *, env: dict[str, str] | None = None) -> int:
-    """Run ``command`` until it exits; SIGTERM or SIGINT to this process stop its whole process
-    tree (a plain ``subprocess.call`` left the model server running on its port after ``kill``).
-    Returns the command's exit code (130 when stopped by a signal)."""
+def run_foreground(command: list[str], *, env: dict[str, str] | None = None, grace: float = 10.0) -> int:
+    """Run ``command`` in its own process group until it exits; SIGTERM or SIGINT to this process
+    stop the whole group (a plain ``subprocess.call`` left the model server running on its port
+    after ``kill``): SIGTERM to the group, SIGKILL after ``grace`` seconds or at a second signal.
+
+    Returns:
+        The command's exit code, or 128 + the signal's number when a signal stopped it (130 for
+        Ctrl-C, 143 for ``kill``).
+    """
     process = subprocess.Popen(command, env=env if env is not None else server_env(), start_new_session=True)
     stopped: list[int] = []
 
-    def _stop(signum: int, _frame: object) -> None:
-        stopped.append(signum)
-        stop_process_group(process)
+    def _signal_group(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
 
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def _on_signal(signum: int, _frame: object) -> None:
+        # Only send signals here: waiting inside the handler would deadlock on Popen's wait lock,
+        # which the interrupted main thread holds.
+        stopped.append(signum)
+        _signal_group(signal.SIGTERM if len(stopped) == 1 else signal.SIGKILL)
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        code = process.wait()
+        deadline: float | None = None
+        while True:
+            try:
+                code = process.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if stopped and deadline is None:
+                    deadline = time.monotonic() + grace
+                if deadline is not None and time.monotonic() > deadline:
+                    _signal_group(signal.SIGKILL)
     finally:
-        stop_process_group(process)
+        if process.poll() is None:
+            _signal_group(signal.SIGKILL)
+            process.wait()
+        # The leader is gone; children it left in the group (a server's workers) go with it.
+        _signal_group(signal.SIGTERM if not stopped else signal.SIGKILL)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 130 if stopped else code
+    return 128 + stopped[0] if stopped else code

@@ -5,6 +5,12 @@ is given. Chroma never embeds anything itself here: vectors come from our embedd
 default embedding function (which downloads a model) is never used. The collection records the
 embedding model and its dimension; opening it with another embedder is refused.
 
+The BM25 index is derived from the collection and kept in memory. Every write through
+:class:`DocumentStore` stores a new *revision* (a random token) in the collection's metadata, after
+the data; a search reads the revision before the data it indexes, so an index built at another
+revision — another process (or another app instance on a Chroma server) wrote since — is rebuilt,
+even when the number of chunks did not change.
+
 Example::
 
     >>> client = make_chroma_client(path=Path("/tmp/store"))  # doctest: +SKIP
@@ -14,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -29,6 +36,7 @@ from orchard.errors import StoreMismatch
 
 EMBEDDER_KEY = "orchard_embedder"
 DIMENSION_KEY = "orchard_dimension"
+REVISION_KEY = "orchard_revision"  # changed by every write; the BM25 index is rebuilt when it differs
 _GET_PAGE = 5000
 
 
@@ -101,14 +109,18 @@ class DocumentStore:
             raise StoreMismatch(msg)
         self._bm25: BM25Index | None = None
         self._bm25_ids: list[str] = []
-        self._bm25_key: tuple[int, int] | None = None
-        self._version = 0
+        self._bm25_key: tuple[str | None, int] | None = None
         self._lock = threading.Lock()
 
     # --- reading ------------------------------------------------------------------------------
 
     def count(self) -> int:
         return self.collection.count()
+
+    def revision(self) -> str | None:
+        """The collection's current revision as stored (None: never written by this version)."""
+        stored = self.client.get_collection(name=self.collection_name, embedding_function=None)
+        return (stored.metadata or {}).get(REVISION_KEY)
 
     def _get_all(self, include: list[str], where: dict | None = None) -> dict[str, list]:
         out: dict[str, list] = {"ids": [], **{key: [] for key in include}}
@@ -174,15 +186,26 @@ class DocumentStore:
                 metadatas=[d.metadata for d in part],
                 embeddings=vectors[start : start + step],
             )
-        self._version += 1
+        self._new_revision()
 
     def delete(self, ids: Iterable[str]) -> int:
         ids = list(ids)
         for start in range(0, len(ids), _GET_PAGE):
             self.collection.delete(ids=ids[start : start + _GET_PAGE])
         if ids:
-            self._version += 1
+            self._new_revision()
         return len(ids)
+
+    def _new_revision(self) -> None:
+        """Record that the chunks changed (after the change, so a reader never sees the new
+        revision with the old data). A random token, not a counter: two writers cannot both
+        write the same next value."""
+        stored = self.client.get_collection(name=self.collection_name, embedding_function=None)
+        # modify() replaces the whole metadata (chromadb 1.5) and refuses hnsw:* keys (the distance
+        # function lives in the collection's configuration and is kept).
+        meta = {k: v for k, v in (stored.metadata or {}).items() if not k.startswith("hnsw:")}
+        meta |= {EMBEDDER_KEY: self.embedder_name, DIMENSION_KEY: self.dimension, REVISION_KEY: uuid.uuid4().hex}
+        self.collection.modify(metadata=meta)
 
     # --- searching ----------------------------------------------------------------------------
 
@@ -198,9 +221,17 @@ class DocumentStore:
         index, ids = self._bm25_index()
         return [(ids[i], score) for i, score in index.top(query, k)]
 
+    def forget_lexical_index(self) -> None:
+        """Drop the BM25 index (the next search rebuilds it): it named a chunk the collection no
+        longer has, so something wrote to the collection without going through a DocumentStore."""
+        with self._lock:
+            self._bm25, self._bm25_key = None, None
+
     def _bm25_index(self) -> tuple[BM25Index, list[str]]:
-        # Rebuilt when this process wrote to the store or the count changed (another writer).
-        key = (self._version, self.count())
+        # Read before the data: a write that lands while the index is built changes the revision
+        # after it, so the next search sees a new key and rebuilds. The count catches writers that
+        # do not store a revision (older versions, other tools).
+        key = (self.revision(), self.count())
         with self._lock:
             if self._bm25 is None or self._bm25_key != key:
                 data = self._get_all(["documents"])

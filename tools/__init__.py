@@ -45,17 +45,19 @@ def build_tools(
 
     built: list[BaseTool] = [PythonTool(limits=SandboxLimits(wall_seconds=max(timeout, 1.0)))]
     if db_url:
-        from orchard.tools.sql import SQLSchemaTool, SQLTool
+        from orchard.tools.sql import ReadOnlyDatabase, SQLSchemaTool, SQLTool
 
-        built.append(SQLTool(url=db_url, max_rows=max_rows, timeout_s=timeout))
+        database = ReadOnlyDatabase(db_url, timeout)  # one engine for both tools
+        built.append(SQLTool(url=db_url, max_rows=max_rows, timeout_s=timeout, database=database))
         if schema_tools:
-            built.append(SQLSchemaTool(url=db_url, timeout_s=timeout))
+            built.append(SQLSchemaTool(url=db_url, timeout_s=timeout, database=database))
     if tables:
-        from orchard.tools.table import TableSchemaTool, TableTool
+        from orchard.tools.table import TableDatabase, TableSchemaTool, TableTool
 
-        built.append(TableTool(paths=list(tables), max_rows=max_rows, timeout_s=timeout))
+        files = TableDatabase(list(tables), timeout)  # the files are loaded once, for both tools
+        built.append(TableTool(paths=list(tables), max_rows=max_rows, timeout_s=timeout, database=files))
         if schema_tools:
-            built.append(TableSchemaTool(paths=list(tables), timeout_s=timeout))
+            built.append(TableSchemaTool(paths=list(tables), timeout_s=timeout, database=files))
     if retriever is not None:
         from orchard.tools.search_docs import SearchDocsTool
 

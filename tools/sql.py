@@ -157,16 +157,15 @@ class ReadOnlyDatabase:
         """
         started = time.monotonic()
         try:
-            with self.engine.connect() as conn:
-                with self._deadline(conn.connection.dbapi_connection):
-                    if isinstance(sql, str):
-                        result = conn.execution_options(no_parameters=True).exec_driver_sql(sql)
-                    else:
-                        result = conn.execute(sql)
-                    if not result.returns_rows:
-                        return [], [], False
-                    rows = [tuple(r) for r in result.fetchmany(max_rows + 1)]
-                    return list(result.keys()), rows[:max_rows], len(rows) > max_rows
+            with self.engine.connect() as conn, self._deadline(conn.connection.dbapi_connection):
+                if isinstance(sql, str):
+                    result = conn.execution_options(no_parameters=True).exec_driver_sql(sql)
+                else:
+                    result = conn.execute(sql)
+                if not result.returns_rows:
+                    return [], [], False
+                rows = [tuple(r) for r in result.fetchmany(max_rows + 1)]
+                return list(result.keys()), rows[:max_rows], len(rows) > max_rows
         except DBAPIError as exc:
             raise self._failure(exc, time.monotonic() - started, referenced) from None
         except SQLAlchemyError as exc:
@@ -268,19 +267,27 @@ class SQLSchemaInput(BaseModel):
 
 
 class _DatabaseTool(BaseTool):
+    """A tool over one :class:`ReadOnlyDatabase`: its own, or ``database`` shared with another tool
+    (``sql`` and ``sql_schema`` of one session share one engine, one connection pool)."""
+
     url: str
     timeout_s: float = 10
+    database: ReadOnlyDatabase | None = Field(default=None, exclude=True)
     handle_tool_error: Any = error_text
     handle_validation_error: Any = validation_text
     _db: ReadOnlyDatabase = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        self._db = ReadOnlyDatabase(self.url, self.timeout_s)
+        self._db = self.database or ReadOnlyDatabase(self.url, self.timeout_s)
 
     @property
     def db(self) -> ReadOnlyDatabase:
         return self._db
+
+    def close(self) -> None:
+        """Close the database's pooled connections (a later call opens new ones)."""
+        self._db.dispose()
 
 
 class SQLTool(_DatabaseTool):

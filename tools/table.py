@@ -21,8 +21,10 @@ A query is interrupted after ``timeout_s`` (a timer calls DuckDB's ``interrupt()
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from orchard.tools.base import ToolFailed, ToolRefused, error_text, validation_text
 from orchard.tools.sql_guard import ONE_SELECT, checked_select, hint_for, render_rows
 
+_RACY_NS = 3 * 10**9  # a file modified this recently is also compared by content
 CSV_SUFFIXES = {".csv", ".tsv"}
 XLSX_SUFFIXES = {".xlsx", ".xlsm"}
 _CONFIG = {
@@ -104,8 +107,23 @@ class TableDatabase:
         self._reserved: set[str] = set()
         self._lock = threading.Lock()
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the files are loaded (an open DuckDB holds them)."""
+        return self._con is not None
+
     def _signature(self) -> tuple:
-        return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in self.paths)
+        """What identifies the files' contents: path, mtime, size — and, for a file written in the
+        last seconds, a digest: a rewrite within one timestamp tick (milliseconds on most file
+        systems, seconds on some) keeps mtime and, often, the size (git's "racily clean" files)."""
+        now = time.time_ns()
+        parts = []
+        for path in self.paths:
+            stat = path.stat()
+            recent = now - stat.st_mtime_ns < _RACY_NS
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if recent else ""
+            parts.append((str(path), stat.st_mtime_ns, stat.st_size, digest))
+        return tuple(parts)
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         with self._lock:
@@ -253,19 +271,27 @@ class TableSchemaInput(BaseModel):
 
 
 class _TablesTool(BaseTool):
+    """A tool over one :class:`TableDatabase`: its own, or ``database`` shared with another tool
+    (``table`` and ``table_schema`` of one session load the files once)."""
+
     paths: list[str | Path]
     timeout_s: float = 10
+    database: TableDatabase | None = Field(default=None, exclude=True)
     handle_tool_error: Any = error_text
     handle_validation_error: Any = validation_text
     _db: TableDatabase = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
         super().model_post_init(context)
-        self._db = TableDatabase(self.paths, self.timeout_s)
+        self._db = self.database or TableDatabase(self.paths, self.timeout_s)
 
     @property
     def db(self) -> TableDatabase:
         return self._db
+
+    def close(self) -> None:
+        """Close the in-memory DuckDB (a later call loads the files again)."""
+        self._db.close()
 
 
 class TableTool(_TablesTool):

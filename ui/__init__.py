@@ -1,12 +1,14 @@
-"""Orchard's Streamlit front end: pages and parts, each talking only to the chat service.
+"""Orchard's Streamlit front end: pages and parts, each calling Orchard's use cases only.
 
-``app.py`` calls :func:`main`. Pages: Chat (:mod:`ui.chat`), Library (:mod:`ui.library`),
-Settings (:mod:`ui.settings`); the sidebar (:mod:`ui.sidebar`) is on every page. Shared state
-(the service, the user, the open conversation) is in :mod:`ui.state`.
+``orchard app`` serves :mod:`orchard.ui.entry.streamlit_app` (the checkout's ``app.py`` is the
+same call, :func:`~orchard.ui.shell.run`), which draws :func:`main`. Pages: Chat (:mod:`orchard.ui.chat`),
+Library (:mod:`orchard.ui.library`), Settings (:mod:`orchard.ui.settings`); the sidebar
+(:mod:`orchard.ui.sidebar`) is on every page. Shared state (the :class:`~orchard.usecases.Orchard`,
+the user, the open conversation) is in :mod:`orchard.ui.state`.
 """
 
 from __future__ import annotations
 
-from orchard.ui.shell import main
+from orchard.ui.shell import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

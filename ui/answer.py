@@ -1,24 +1,31 @@
-"""Stream one answer into the page and return what to store with it.
+"""Draw one answer as its events arrive (:mod:`orchard.events`).
 
-The service yields chunks: ``answer`` tokens go to ``st.write_stream``; the others are drawn as
-they arrive (the agent's tool calls in an ``st.status``, the critique's draft and checks in
-another) or kept for the sources under the answer. The returned ``meta`` holds everything needed
-to draw the answer again: sources, cited, grounded, mode, route, tool_calls, draft, critiques,
-model, question, and timings: ``asked_epoch`` (when the service was asked), ``first_token_s``
-(seconds until the service's first answer token: retrieval, routing and the model's first token)
-and ``first_token_epoch`` (when that token arrived; the browser tests compare it with the moment the
-token is visible in the page).
+The use case streams typed events and stores the answer itself when the stream ends; this module
+only draws them: :class:`~orchard.events.Token` goes to ``st.write_stream``; the agent's
+:class:`~orchard.events.ToolCalled` steps appear in an ``st.status``, the critique's
+:class:`~orchard.events.DraftToken` and :class:`~orchard.events.CritiqueMade` in another, and
+the closing :class:`~orchard.events.Done` carries the whole answer (sources, citations, timings,
+the stored ``message_id``). After it, the page redraws from the stored message.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import streamlit as st
 
+from orchard.events import (
+    AnswerEvent,
+    AnswerResult,
+    CritiqueMade,
+    Done,
+    DraftToken,
+    RouteChosen,
+    SourcesFound,
+    Token,
+    ToolCalled,
+)
 from orchard.ui import errors, render, state
 
 WAITING = {
@@ -27,14 +34,6 @@ WAITING = {
     "auto": "Thinking…",
     "chat": "Thinking…",
 }
-
-
-@dataclass
-class Answer:
-    """What one streamed answer produced."""
-
-    text: str = ""
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class LiveView:
@@ -47,14 +46,17 @@ class LiveView:
         self.below = st.container()
         self._steps: Any = None
         self._critique: Any = None
-        self._draft: Any = None
+        self._draft_box: Any = None
         self._checks: Any = None
         self.calls: list[dict[str, Any]] = []
+        self.draft = ""
+        self.critiques: list[dict[str, Any]] = []
+        self.answering = False
 
-    def route(self, route: dict[str, Any], mode: str) -> None:
-        if mode == "agent" and self._steps is None:
+    def route(self, route: RouteChosen) -> None:
+        if route.mode == "agent" and self._steps is None:
             self._steps = self.top.status("Agent · choosing a tool…", expanded=True)
-        if mode == "rag":
+        if route.mode == "rag":
             self.body.caption(WAITING["rag"])
 
     def tool_call(self, call: dict[str, Any]) -> None:
@@ -65,33 +67,43 @@ class LiveView:
             render.tool_call(len(self.calls), call)
         self._steps.update(label=render.steps_label(self.calls) + " · writing the answer…")
 
-    def draft(self, text: str) -> None:
+    def draft_token(self, text: str) -> None:
         if self._critique is None:
             self._critique = self.top.status("Writing a draft…", expanded=True)
             with self._critique:
                 st.markdown("**Draft**")
-                self._draft = st.empty()
+                self._draft_box = st.empty()
                 self._checks = st.container()
-        self._draft.markdown(text + " ▌")
+        self.draft += text
+        self._draft_box.markdown(self.draft + " ▌")
 
-    def checks(self, draft: str, critiques: list[dict[str, Any]]) -> None:
+    def check(self, item: dict[str, Any]) -> None:
         if self._critique is None:
-            self.draft(draft)
-        self._draft.markdown(draft)
+            self.draft_token("")
+        self.critiques.append(item)
+        self._draft_box.markdown(self.draft)
+        verdict = ":orange-badge[needs revision]" if item.get("needs_revision") else ":green-badge[passes]"
         with self._checks:
-            for item in critiques[-1:]:
-                verdict = ":orange-badge[needs revision]" if item.get("needs_revision") else ":green-badge[passes]"
-                st.markdown(f"**{item.get('principle', '?')}** {verdict}")
-        self._critique.update(label=f"Checking the draft · {len(critiques)} principle(s) so far…")
+            st.markdown(f"**{item.get('principle', '?')}** {verdict}")
+        self._critique.update(label=f"Checking the draft · {len(self.critiques)} principle(s) so far…")
 
-    def answering(self, draft: str, critiques: list[dict[str, Any]]) -> None:
+    def first_token(self) -> None:
         """The first answer token: fold the finished steps away."""
+        self.answering = True
         if self._steps is not None:
             failed = any(not c.get("ok", True) for c in self.calls)
             self._steps.update(label=render.steps_label(self.calls), state="error" if failed else "complete", expanded=False)
         if self._critique is not None:
-            self._draft.markdown(draft)
-            self._critique.update(label=render.critique_label(critiques), state="complete", expanded=False)
+            self._draft_box.markdown(self.draft)
+            self._critique.update(label=render.critique_label(self.critiques), state="complete", expanded=False)
+
+    def finish(self, result: AnswerResult) -> None:
+        """The whole answer: citation badges, the grounding note and the sources."""
+        meta = result.as_dict()
+        self.body.markdown(render.with_citation_badges(result.answer, len(result.sources)) or "_(no answer)_")
+        with self.below:
+            render.not_grounded(meta)
+            render.sources(meta["sources"], meta["cited"])
 
     def failed(self) -> None:
         self.body.empty()
@@ -100,95 +112,44 @@ class LiveView:
                 box.update(state="error", expanded=False)
 
 
-def stream(
-    question: str,
-    *,
-    history: list[dict[str, str]],
-    conversation: Any,
-    user: str,
-    critique: bool,
-) -> Answer | None:
-    """Stream the answer inside the current ``st.chat_message``; None (error shown) on failure."""
-    mode = conversation.mode
-    meta: dict[str, Any] = {
-        "question": question,
-        "requested_mode": mode,
-        "mode": mode,
-        "sources": [],
-        "cited": [],
-        "tool_calls": [],
-        "route": None,
-    }
-    if critique:
-        meta.update(draft="", critiques=[])
-    waited = time.perf_counter()
+def tokens(events: Iterable[AnswerEvent], view: LiveView, done: list[AnswerResult]) -> Iterator[str]:
+    """The answer's text for ``st.write_stream``; every other event drawn in ``view`` (the
+    closing :class:`~orchard.events.Done` result is appended to ``done``)."""
+    for event in events:
+        match event:
+            case Token(text):
+                if not view.answering:
+                    view.first_token()
+                yield text
+            case DraftToken(text):
+                view.draft_token(text)
+            case CritiqueMade(critique):
+                view.check(critique.as_dict())
+            case ToolCalled(call):
+                view.tool_call(call.as_dict())
+            case RouteChosen():
+                view.route(event)
+            case SourcesFound():
+                pass  # drawn under the answer once it is complete (which ones it cites is known then)
+            case Done(result):
+                done.append(result)
+
+
+def stream(events: Iterable[AnswerEvent], *, mode: str) -> AnswerResult | None:
+    """Draw an answer stream inside the current ``st.chat_message``; its result, or None (the
+    error shown, saying what to do) if answering failed."""
     state.wait_for("models")  # after a start, the embedder may still be loading (a spinner)
-    meta["warm_up_wait_s"] = round(time.perf_counter() - waited, 3)
     view = LiveView(mode)
-    started, asked_epoch = time.perf_counter(), time.time()
-    clock: dict[str, float] = {}
-
-    def tokens() -> Iterator[str]:
-        chunks = state.service().stream(
-            question,
-            history=history,
-            mode=mode,
-            db_url=conversation.db_url,
-            tables=list(conversation.tables),
-            user=user,
-            critique=critique,
-        )
-        for chunk in chunks:
-            for key, value in chunk.items():
-                if key == "answer":
-                    if not clock:
-                        clock.update(first=time.perf_counter(), epoch=time.time())
-                        view.answering(meta.get("draft", ""), meta.get("critiques", []))
-                    yield value
-                else:
-                    _absorb(meta, view, key, value)
-
+    done: list[AnswerResult] = []
     try:
         with view.body:
-            text = st.write_stream(tokens())
-    except Exception as exc:  # the question is already stored; say what to do
+            st.write_stream(tokens(events, view, done))
+        if not done:
+            msg = "the answer ended before it was complete"
+            raise RuntimeError(msg)
+    except Exception as exc:  # the question is already stored: "Answer it now" retries it
         view.failed()
         errors.show(exc, action="answering")
         return None
-    text = text if isinstance(text, str) else "".join(map(str, text))
-    view.body.markdown(render.with_citation_badges(text, len(meta["sources"])) or "_(no answer)_")
-    with view.below:
-        render.not_grounded(meta)
-        render.sources(meta["sources"], meta["cited"])
-    meta["model"] = state.model_name()
-    meta["seconds"] = round(time.perf_counter() - started, 3)
-    meta["asked_epoch"] = asked_epoch
-    if clock:
-        meta["first_token_s"] = round(clock["first"] - started, 3)
-        meta["first_token_epoch"] = clock["epoch"]
-    if "draft" in meta:
-        meta["draft"] = meta["draft"].strip()
-    return Answer(text=text.strip(), meta=meta)
-
-
-def _absorb(meta: dict[str, Any], view: LiveView, key: str, value: Any) -> None:
-    """Keep a non-answer chunk and draw it if it has a live view."""
-    if key == "tool_call":
-        meta["tool_calls"].append(value)
-        view.tool_call(value)
-    elif key == "draft":
-        meta["draft"] = meta.get("draft", "") + value
-        view.draft(meta["draft"])
-    elif key == "critiques":
-        meta.setdefault("critiques", []).extend(value)
-        view.checks(meta.get("draft", ""), meta["critiques"])
-    elif key == "route":
-        meta["route"] = value
-        view.route(value, str(meta.get("mode")))
-    elif key == "mode":
-        meta["mode"] = value
-        view.route(meta.get("route") or {}, str(value))
-    elif key == "question":
-        meta["standalone_question"] = value
-    else:
-        meta[key] = value
+    view.finish(done[-1])
+    return done[-1]

@@ -1,12 +1,15 @@
 """The chat page: the conversation, a streamed answer to each question, feedback, regenerate.
 
-Every question is stored before it is answered, so a failed answer loses nothing: the question
-stays in the conversation with a button to answer it again. Regenerate keeps the earlier answer as
-an alternative ("answer 2 of 2"), so a preferred and a rejected answer exist for the same prompt.
+The page stores nothing itself: :meth:`Conversations.ask <orchard.usecases.conversations.Conversations.ask>`
+stores every question before it is answered, so a failed answer loses nothing (the question stays
+in the conversation with a button to answer it again, ``answer_pending``), and stores the answer
+when it is complete. Regenerate keeps the earlier answer as an alternative ("answer 2 of 2"), so a
+preferred and a rejected answer exist for the same prompt.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -35,21 +38,21 @@ def page() -> None:
     messages: list[Any] = []
     if conversation is not None:
         with errors.guard("loading the conversation"):
-            messages = state.service().conversations.messages(user, conversation.id)
+            messages = state.orchard().conversations.messages(user, conversation.id)
     if not messages and not question:
         empty_state(conversation)
     ratings = _ratings(user, conversation)
-    for index, message in enumerate(messages):
+    for message in messages:
         if message.role == "user":
             user_message(message.content)
         elif st.session_state.get(REGENERATE_KEY) in _version_ids(message):
-            regenerate(user, conversation, messages, index)
+            regenerate(user, conversation, message)
         else:
             assistant_message(user, conversation, message, ratings)
     if messages and messages[-1].role == "user" and not question:
         unanswered(user, conversation, messages)
     if question:
-        ask(user, conversation, messages, question)
+        ask(user, conversation, question)
 
 
 def _placeholder(conversation: Any) -> str:
@@ -171,7 +174,7 @@ def comment(user: str, conversation: Any, message: Any, rated: Any) -> None:
 def unanswered(user: str, conversation: Any, messages: list[Any]) -> None:
     """The last question has no answer (it failed, or the page was closed): answer it now."""
     if st.session_state.pop(RETRY_KEY, None) == messages[-1].id:
-        answer_question(user, conversation, messages[:-1], messages[-1].content)
+        respond(lambda o: o.conversations.answer_pending(user, conversation.id, critique=toolbar.critique_on()), conversation)
         return
     with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
         st.caption("This question has no answer yet.")
@@ -179,64 +182,51 @@ def unanswered(user: str, conversation: Any, messages: list[Any]) -> None:
                   on_click=_set, args=(RETRY_KEY, messages[-1].id))  # fmt: skip
 
 
-# --- asking ----------------------------------------------------------------------------------
+# --- asking (the use case stores the question first and the answer when it is complete) ---------
 
 
-def ask(user: str, conversation: Any, messages: list[Any], question: str) -> None:
-    """Store the question, then stream its answer (the question is kept even if answering fails)."""
-    svc = state.service()
+def ask(user: str, conversation: Any, question: str) -> None:
+    """Ask ``question`` in the open conversation (started if there is none)."""
+    orchard = state.orchard()
     try:
         if conversation is None:
-            conversation = svc.conversations.create(user, mode=st.session_state.get(toolbar.NEW_MODE_KEY, "auto"))
+            conversation = orchard.conversations.create(user, mode=st.session_state.get(toolbar.NEW_MODE_KEY, "auto"))
             state.open_conversation(conversation.id)
-        svc.conversations.add_message(user, conversation.id, "user", question)
+        events = orchard.conversations.ask(user, conversation.id, question, critique=toolbar.critique_on())
     except Exception as exc:
         errors.show(exc, action="saving your question")
         st.caption("Your question, to copy and send again:")
         st.code(question, language=None, wrap_lines=True)
         return
     user_message(question)
-    answer_question(user, conversation, messages, question)
+    respond(lambda o: events, conversation)
 
 
-def answer_question(user: str, conversation: Any, earlier: list[Any], question: str) -> None:
-    with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
-        result = answer.stream(
-            question, history=history(earlier), conversation=conversation, user=user, critique=toolbar.critique_on()
-        )
-    if result is None:
-        return
-    with errors.guard("saving the answer"):
-        state.service().conversations.add_message(user, conversation.id, "assistant", result.text, meta=result.meta)
-        state.status(fresh=True)  # the model just answered: the status line should say it is up
-        st.rerun()
-
-
-def regenerate(user: str, conversation: Any, messages: list[Any], index: int) -> None:
-    """Answer the question of ``messages[index]`` again; the old answer becomes an alternative."""
+def regenerate(user: str, conversation: Any, message: Any) -> None:
+    """Answer the question of ``message`` again; the old answer becomes an alternative."""
     st.session_state.pop(REGENERATE_KEY, None)
-    before = messages[:index]
-    question_at = max((i for i, m in enumerate(before) if m.role == "user"), default=None)
-    if question_at is None:
-        return
-    with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
-        result = answer.stream(
-            before[question_at].content,
-            history=history(before[:question_at]),
-            conversation=conversation,
-            user=user,
-            critique=toolbar.critique_on(),
-        )
+    result = respond(lambda o: o.conversations.regenerate(user, conversation.id, message.id, critique=toolbar.critique_on()),
+                     conversation)  # fmt: skip
     if result is None:
         st.button("Show the earlier answer", key="show_earlier", icon=":material/undo:")
-        return
-    with errors.guard("saving the new answer"):
-        state.service().conversations.add_alternative(user, messages[index].id, result.text, result.meta)
-        st.rerun()
 
 
-def history(messages: list[Any]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in messages if m.content]
+def respond(start: Callable[[Any], Any], conversation: Any) -> Any:
+    """Draw the answer stream ``start(orchard)`` gives in an assistant message, then redraw the
+    page from what the use case stored; the result, or None when answering failed."""
+    with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
+        try:
+            events = start(state.orchard())
+        except Exception as exc:
+            errors.show(exc, action="answering")
+            return None
+        result = answer.stream(events, mode=conversation.mode)
+        if result is None:
+            st.caption("Your question is kept: once this is fixed, answer it with **Answer it now**.")
+            return None
+    state.status(fresh=True)  # the model just answered: the status line should say it is up
+    st.rerun()
+    return result  # not reached: the rerun redraws the page from the stored answer
 
 
 # --- callbacks (run before the page is drawn; messages go through state.flash) --------------
@@ -254,10 +244,9 @@ def _ratings(user: str, conversation: Any) -> dict[int, Any]:
     if conversation is None:
         return {}
     try:
-        found = state.service().feedback.list(user)
+        return state.orchard().conversations.ratings(user, conversation.id)
     except Exception:
         return {}
-    return {f.message_id: f for f in found if f.conversation_id == conversation.id}
 
 
 def _rate(user: str, conversation_id: str, message_id: int, key: str) -> None:
@@ -268,16 +257,14 @@ def _rate(user: str, conversation_id: str, message_id: int, key: str) -> None:
             return
         rating = "up" if value == 1 else "down"
         comment_text = st.session_state.get(f"comment_{message_id}") or None
-        state.service().rate(
-            user=user, conversation_id=conversation_id, message_id=message_id, rating=rating, comment=comment_text
-        )
+        state.orchard().conversations.rate(user, conversation_id, message_id, rating, comment=comment_text)
         state.flash("Thanks, your feedback is saved." if rating == "up" else "Thanks: noted. Add a comment to say why.")
     except Exception as exc:
         state.flash(errors.message(exc, action="saving your rating"), kind="error")
 
 
 def _unrate(user: str, conversation_id: str, message_id: int) -> None:
-    state.service().unrate(user=user, conversation_id=conversation_id, message_id=message_id)
+    state.orchard().conversations.unrate(user, conversation_id, message_id)
     state.flash("Rating removed.")
 
 
@@ -285,10 +272,7 @@ def _comment(user: str, conversation_id: str, message_id: int, rating: str | Non
     if rating is None:
         return
     try:
-        state.service().rate(
-            user=user, conversation_id=conversation_id, message_id=message_id, rating=rating,
-            comment=st.session_state.get(key) or None,
-        )  # fmt: skip
+        state.orchard().conversations.rate(user, conversation_id, message_id, rating, comment=st.session_state.get(key) or None)
         state.flash("Thanks, your comment is saved.")
     except Exception as exc:
         state.flash(errors.message(exc, action="saving your comment"), kind="error")
@@ -296,6 +280,6 @@ def _comment(user: str, conversation_id: str, message_id: int, rating: str | Non
 
 def _show_version(user: str, message_id: int) -> None:
     try:
-        state.service().conversations.set_current(user, message_id)
+        state.orchard().conversations.show_version(user, message_id)
     except Exception as exc:
         state.flash(errors.message(exc, action="switching answers"), kind="error")

@@ -1,6 +1,6 @@
 """Adding documents: several files at once, with progress, and what happened to each file.
 
-The service keeps each uploaded file under ``<data_dir>/uploads`` and ingests it incrementally
+The library use case keeps each uploaded file under ``<data_dir>/uploads`` and ingests it incrementally
 (an unchanged file is not embedded again). The report of the last upload stays on screen until
 it is dismissed: which files were added, which were unchanged, and which failed and why.
 """
@@ -37,7 +37,7 @@ def uploader(key: str) -> None:
             report = run_with_progress(
                 f"Adding {len(files)} file{'s' if len(files) != 1 else ''}…",
                 len(files),
-                lambda on_file: state.service().upload([(f.name, f.getvalue()) for f in files], on_file=on_file),
+                lambda on_file: state.orchard().library.upload([(f.name, f.getvalue()) for f in files], on_file=on_file),
             )
             if report is not None:
                 st.session_state[f"{key}_report"] = summarize(report)

@@ -18,7 +18,7 @@ from orchard.ui import errors, state
 
 @dataclass(frozen=True)
 class Document:
-    """What the editor edits, as service calls."""
+    """What the editor edits, as use-case calls."""
 
     key: str  # unique per edited file: session keys derive from it
     label: str

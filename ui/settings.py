@@ -41,7 +41,7 @@ def page() -> None:
 
 
 def model_settings() -> None:
-    current = state.service().settings
+    current = state.orchard().settings
     problems: dict[str, str] = st.session_state.get("settings_problems") or {}
     left, right = st.columns([3, 2], gap="large")
     with left, st.form("model_settings", border=True):
@@ -87,7 +87,7 @@ def save_settings(current: Any) -> None:
         st.toast("Nothing changed.", icon=":material/info:")
         return
     try:
-        new, problems = state.service().save_settings(changes)
+        new, problems = state.orchard().customization.save_settings(changes)
     except Exception as exc:
         errors.show(exc, action="saving the settings")
         return
@@ -95,7 +95,7 @@ def save_settings(current: Any) -> None:
         st.session_state["settings_problems"] = problems  # the typed values stay in their fields
         st.rerun()
     st.session_state["settings_problems"] = None
-    state.replace_service(new)
+    state.use_settings(new)
     state.flash(f"Settings saved ({', '.join(FIELDS[f] for f in changes)}).")
     st.rerun()
 
@@ -124,8 +124,8 @@ def connection() -> None:
 
 
 def prompts() -> None:
-    svc = state.service()
-    rows = {row["name"]: row for row in svc.prompt_rows()}
+    custom = state.orchard().customization
+    rows = {row["name"]: row for row in custom.prompts()}
     st.caption(
         "The templates Orchard sends to the model. Your versions are saved as files next to your data "
         "(the same files `orchard prompts` lists) and apply from the next question on."
@@ -142,33 +142,33 @@ def prompts() -> None:
         editor.Document(
             key=f"prompt_{name}",
             label=f"the {name} prompt",
-            current=lambda: svc.prompt_text(name),
-            default=lambda: svc.prompt_text(name, packaged=True),
-            validate=lambda text: svc.validate_prompt(name, text),
-            save=lambda text: svc.save_prompt(name, text),
-            reset=lambda: svc.reset_prompt(name),
+            current=lambda: custom.prompt_text(name),
+            default=lambda: custom.prompt_text(name, packaged=True),
+            validate=lambda text: custom.validate_prompt(name, text),
+            save=lambda text: custom.save_prompt(name, text),
+            reset=lambda: custom.reset_prompt(name),
             overridden=row["origin"] == "override",
         )
     )
 
 
 def constitution() -> None:
-    svc = state.service()
+    custom = state.orchard().customization
     st.caption(
         "The principles *Critique & revise* checks each draft against, in order. Each principle has a "
         "critique question (YES means the answer has the problem), a revision request, and optionally a "
         "fixed replacement reply."
     )
-    current, default = svc.constitution_text(), svc.constitution_text(packaged=True)
+    current, default = custom.constitution_text(), custom.constitution_text(packaged=True)
     editor.editor(
         editor.Document(
             key="constitution",
             label="the constitution",
-            current=svc.constitution_text,
+            current=custom.constitution_text,
             default=lambda: default,
-            validate=svc.validate_constitution,
-            save=svc.save_constitution,
-            reset=svc.reset_constitution,
+            validate=custom.validate_constitution,
+            save=custom.save_constitution,
+            reset=custom.reset_constitution,
             overridden=current != default,
         )
     )
@@ -182,22 +182,22 @@ def preferences() -> None:
     if not user:
         st.info("Enter your name on the Chat page to keep preferences.", icon=":material/account_circle:")
         return
-    svc = state.service()
+    orchard = state.orchard()
     st.caption(
         f"What Orchard has learned about how **{user}** likes answers, from your :material/thumb_up: and :material/thumb_down: and comments. "
         "These lines are added to your prompts. Edit them, or delete the profile to start over."
     )
     left, right = st.columns([3, 2], gap="large")
     with left:
-        profile_editor(svc, user)
+        profile_editor(orchard, user)
     with right:
-        ratings(svc, user)
+        ratings(orchard, user)
 
 
-def profile_editor(svc: Any, user: str) -> None:
+def profile_editor(orchard: Any, user: str) -> None:
     key = f"profile_{user}"
     if key not in st.session_state:
-        st.session_state[key] = svc.profiles.get(user)
+        st.session_state[key] = orchard.feedback.profile(user)
     st.text_area(
         "Your preferences, one per line", key=key, height=180, max_chars=600,
         placeholder="- Answer in one short paragraph\n- Use bullet points for steps",
@@ -205,13 +205,13 @@ def profile_editor(svc: Any, user: str) -> None:
     with st.container(horizontal=True):
         st.button("Save", key="save_profile", type="primary", icon=":material/save:", on_click=_save_profile, args=(user, key))
         st.button("Delete profile", key="delete_profile", type="tertiary", icon=":material/delete:",
-                  disabled=not svc.profiles.get(user), on_click=lambda: st.session_state.update(confirm_profile_delete=True))  # fmt: skip
+                  disabled=not orchard.feedback.profile(user), on_click=lambda: st.session_state.update(confirm_profile_delete=True))  # fmt: skip
     if st.session_state.get("confirm_profile_delete"):
         st.warning("Delete your preference profile? Your earlier ratings no longer shape it; they stay as training data.")
         with st.container(horizontal=True):
             st.button("Delete", key="confirm_delete_profile", type="primary", on_click=_delete_profile, args=(user, key))
             st.button("Cancel", key="cancel_delete_profile", on_click=lambda: st.session_state.pop("confirm_profile_delete", None))
-    added = svc.preferences(user)
+    added = orchard.answers.preferences(user)
     if added:
         with st.expander("What your prompts get", icon=":material/visibility:"):
             st.code(added, language=None, wrap_lines=True)
@@ -219,7 +219,7 @@ def profile_editor(svc: Any, user: str) -> None:
 
 def _save_profile(user: str, key: str) -> None:
     try:
-        st.session_state[key] = state.service().profiles.set(user, st.session_state.get(key, ""))
+        st.session_state[key] = state.orchard().feedback.set_profile(user, st.session_state.get(key, ""))
     except Exception as exc:
         state.flash(errors.message(exc, action="saving your preferences"), kind="error")
         return
@@ -229,7 +229,7 @@ def _save_profile(user: str, key: str) -> None:
 def _delete_profile(user: str, key: str) -> None:
     st.session_state.pop("confirm_profile_delete", None)
     try:
-        state.service().profiles.delete(user)
+        state.orchard().feedback.delete_profile(user)
     except Exception as exc:
         state.flash(errors.message(exc, action="deleting your preferences"), kind="error")
         return
@@ -237,8 +237,8 @@ def _delete_profile(user: str, key: str) -> None:
     state.flash("Preference profile deleted.")
 
 
-def ratings(svc: Any, user: str) -> None:
-    found = svc.feedback.list(user)
+def ratings(orchard: Any, user: str) -> None:
+    found = orchard.feedback.list(user)
     up = sum(1 for f in found if f.rating == "up")
     with st.container(horizontal=True):
         st.metric(":material/thumb_up: Helpful", up, border=True)

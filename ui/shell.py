@@ -1,7 +1,12 @@
-"""The frame around the pages: navigation and the sidebar."""
+"""The frame around the pages: the page's configuration, navigation and the sidebar.
+
+:func:`run` is what a Streamlit script calls (the packaged :mod:`orchard.ui.entry.streamlit_app`,
+which ``orchard app`` serves, and the checkout's ``app.py``).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -9,6 +14,16 @@ import streamlit as st
 from orchard.ui import errors, sidebar, state, style, toolbar
 
 PAGES = Path(__file__).resolve().parent / "pages"
+
+
+def run() -> None:
+    """Private defaults, the page's configuration, then the app."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ["LANGSMITH_TRACING"] = "false"  # private by default: nothing goes to a tracing service
+    os.environ["LANGCHAIN_TRACING_V2"] = "false"
+    st.set_page_config(page_title="Orchard", page_icon="🍏", layout="wide", initial_sidebar_state="expanded")
+    main()
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ def render(chat_page: Any) -> None:
 
 def conversations(user: str, chat_page: Any) -> None:
     try:
-        found = state.service().conversations.list(user)
+        found = state.orchard().conversations.list(user)
     except Exception as exc:
         errors.show(exc, action="listing your conversations")
         return
@@ -96,7 +96,7 @@ def user_box(name: str) -> None:
 def change_user(name: str) -> None:
     """Switch to ``name`` (the store checks it: not empty, at most 64 characters, plain text)."""
     try:
-        state.service().conversations.list(name)
+        state.orchard().conversations.list(name)
     except Exception as exc:
         errors.show(exc, action="switching users")
         return

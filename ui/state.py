@@ -1,12 +1,14 @@
-"""What every page shares: the chat service, the user, the open conversation, short messages.
+"""What every page shares: Orchard's use cases, the user, the open conversation, short messages.
 
-The service is built once per process (the embedder, the store and the clients inside it are
-heavy) and shared by every browser session. Tests inject their own through
-``st.session_state["chat_service"]``; that one is used as given. After the settings change, the
-service is rebuilt from the new settings and keeps the heavy objects that do not depend on them.
+The :class:`~orchard.usecases.Orchard` is built once per process (the embedder, the store and
+the clients inside it are heavy) and shared by every browser session; its heavy parts load in a
+background thread (:class:`WarmUp`) while the pages are already usable. Tests inject their own
+through ``st.session_state["orchard"]``; that one is used as given. After the settings change,
+:func:`use_settings` rebuilds it with :meth:`~orchard.usecases.Orchard.with_settings`, which keeps
+the heavy parts that do not depend on what changed.
 
 What survives a page reload lives in the URL: ``?user=NAME&c=CONVERSATION``. What survives a
-server restart lives in the service's state database.
+server restart lives in Orchard's state database.
 """
 
 from __future__ import annotations
@@ -20,42 +22,29 @@ import streamlit as st
 
 log = logging.getLogger("orchard.ui")
 
-SERVICE_KEY = "chat_service"  # the injection point (tests put a fake service here)
+ORCHARD_KEY = "orchard"  # the injection point (tests put an Orchard on a scripted model here)
 USER_KEY = "user"
 CONVERSATION_KEY = "conversation_id"
 STATUS_TTL_SECONDS = 10.0
-#: Built objects a rebuilt service keeps: none of them depends on the settings the app edits.
-CARRIED_OVER = ("embeddings", "store", "database", "conversations", "feedback", "profiles")
 
 
-# --- the service ---------------------------------------------------------------------------
+# --- the use cases ---------------------------------------------------------------------------
 
 
 @st.cache_resource(show_spinner=False)
 def _process() -> dict[str, Any]:
-    """Process-wide: the current service (replaced after a settings save), its warm-up, its lock."""
-    return {"service": None, "warm_up": None, "lock": threading.Lock()}
+    """Process-wide: the current Orchard (replaced after a settings save), its warm-up, a lock."""
+    return {"orchard": None, "warm_up": None, "lock": threading.Lock()}
 
 
-@st.cache_resource(show_spinner=False)
-def _embedder() -> Any:
-    """The one embedder of this process (its model loads in the warm-up thread)."""
-    from orchard.embeddings import MiniLMEmbeddings
+def _build() -> Any:
+    from orchard.usecases import build_orchard
 
-    return MiniLMEmbeddings()
-
-
-def _build(settings: Any = None) -> Any:
-    from orchard.service import ChatService
-    from orchard.user_settings import load_settings
-
-    built = ChatService(settings or load_settings(), notify=_notify)
-    built.__dict__["embeddings"] = _embedder()
-    return built
+    return build_orchard(notify=_notify)  # settings: environment > .env > saved settings > defaults
 
 
 def _notify(message: str) -> None:
-    """The service's one-line news ("starting the embedded model server…") as a toast."""
+    """Orchard's one-line news ("starting the embedded model server…") as a toast."""
     try:
         st.toast(message, icon=":material/info:")
     except Exception:  # called outside a page run (a background thread): the log keeps it
@@ -63,13 +52,14 @@ def _notify(message: str) -> None:
 
 
 class WarmUp:
-    """Builds a service's heavy parts in one background thread while the pages are usable.
+    """Builds an Orchard's heavy parts in one background thread while the pages are usable.
 
-    In a fixed order: the store (Chroma, the BM25 index), then the model client, then the
-    embedder's model (~12 s). One thread, because importing numpy/scipy from two threads at once
-    fails (measured: a circular-import error in the embedder's thread). Pages that need these
-    parts wait for :attr:`library` or :attr:`ready` (:func:`wait_for`); the rest does not wait.
-    Afterwards the thread keeps :attr:`status` fresh every few seconds.
+    In a fixed order: the library (Chroma), then :meth:`~orchard.usecases.Orchard.warm_up` (the
+    model client, the embedder's model, ~12 s, and the BM25 index). One thread, because importing
+    numpy/scipy from two threads at once fails (measured: a circular-import error in the
+    embedder's thread). Pages that need these parts wait for :attr:`library` or :attr:`ready`
+    (:func:`wait_for`); the rest does not wait. Afterwards the thread keeps :attr:`status` fresh
+    every few seconds.
     """
 
     def __init__(self, target: Any) -> None:
@@ -82,9 +72,9 @@ class WarmUp:
         threading.Thread(target=self._run, daemon=True, name="orchard-warm-up").start()
 
     def _run(self) -> None:
-        self._step(lambda: self.target.store, self.library)
+        self._step(self.target.library.count, self.library)
         self.refresh()
-        self._step(self._models, self.ready)
+        self._step(self.target.warm_up, self.ready)
         while not self._stopped:
             self._wake.wait(STATUS_TTL_SECONDS)
             self._wake.clear()
@@ -98,16 +88,6 @@ class WarmUp:
             log.exception("warm-up step failed")
         finally:
             done.set()
-
-    def _models(self) -> None:
-        warm_up = getattr(self.target, "warm_up", None)
-        if warm_up is not None:  # the service: model client, embedder, then the BM25 index
-            warm_up()
-            return
-        _ = self.target.llm
-        embeddings = self.target.embeddings
-        if hasattr(embeddings, "warm_up"):
-            embeddings.warm_up()
 
     def refresh(self) -> dict[str, Any]:
         self.status = _ask_status(self.target)
@@ -137,29 +117,29 @@ def _warm_up(target: Any) -> WarmUp:
         return current
 
 
-def service() -> Any:
-    """The chat service of this session: an injected one, else the process's shared one."""
-    injected = st.session_state.get(SERVICE_KEY)
-    if injected is not None:
-        return injected
+def orchard() -> Any:
+    """The :class:`~orchard.usecases.Orchard` of this session: an injected one, else the process's."""
+    given = st.session_state.get(ORCHARD_KEY)
+    if given is not None:
+        return given
     holder = _process()
     with holder["lock"]:
-        if holder["service"] is None:
-            holder["service"] = _build()
-        built = holder["service"]
+        if holder["orchard"] is None:
+            holder["orchard"] = _build()
+        built = holder["orchard"]
     _warm_up(built)
     return built
 
 
 def injected() -> bool:
-    return st.session_state.get(SERVICE_KEY) is not None
+    return st.session_state.get(ORCHARD_KEY) is not None
 
 
 def wait_for(part: str = "models") -> None:
-    """Wait (with a spinner) until the shared service's ``library`` or ``models`` are loaded."""
+    """Wait (with a spinner) until the shared Orchard's ``library`` or ``models`` are loaded."""
     if injected():
         return
-    warm = _warm_up(service())
+    warm = _warm_up(orchard())
     event = warm.library if part == "library" else warm.ready
     if event.is_set():
         return
@@ -168,42 +148,33 @@ def wait_for(part: str = "models") -> None:
         event.wait(timeout=600)
 
 
-def replace_service(settings: Any) -> Any:
-    """Rebuild the service from new ``settings`` (after a save), keeping the heavy objects."""
-    old = service()
-    new = type(old)(settings, notify=getattr(old, "notify", None))
-    for name in CARRIED_OVER:
-        if name in vars(old):
-            vars(new)[name] = vars(old)[name]
+def use_settings(settings: Any) -> Any:
+    """Use new ``settings`` (after a save): Orchard rebuilt, keeping its heavy parts."""
+    new = orchard().with_settings(settings)
     if injected():
-        st.session_state[SERVICE_KEY] = new
+        st.session_state[ORCHARD_KEY] = new
     else:
         holder = _process()
         with holder["lock"]:
-            holder["service"] = new
+            holder["orchard"] = new
         _warm_up(new)
     st.session_state.pop("_status", None)
     return new
 
 
 def status(*, fresh: bool = False) -> dict[str, Any]:
-    """The service's status (endpoint, model, up or not, passages) without waiting for it:
+    """Orchard's status (endpoint, model, up or not, passages) without waiting for it:
     ``{"loading": True}`` until the library is open. ``fresh``: ask now (after an upload, a delete)."""
-    target = service()
+    target = orchard()
     if not injected():
         warm = _warm_up(target)
         return warm.refresh() if fresh and warm.library.is_set() else warm.status
-    cached = st.session_state.get("_status")  # an injected service: ask it, remember a few seconds
+    cached = st.session_state.get("_status")  # an injected Orchard: ask it, remember a few seconds
     if not fresh and cached and time.monotonic() - cached[0] < STATUS_TTL_SECONDS:
         return cached[1]
     info = _ask_status(target)
     st.session_state["_status"] = (time.monotonic(), info)
     return info
-
-
-def model_name() -> str | None:
-    settings = getattr(service(), "settings", None)
-    return getattr(settings, "llm_model", None) or status().get("llm_model")
 
 
 # --- who is chatting, and in which conversation (kept in the URL) ---------------------------
@@ -241,7 +212,7 @@ def conversation() -> Any:
     if not wanted:
         return None
     try:
-        found = service().conversations.get(name, wanted)
+        found = orchard().conversations.get(name, wanted)
     except Exception:  # unknown, deleted or another user's: start afresh
         open_conversation(None)
         return None

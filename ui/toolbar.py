@@ -90,7 +90,7 @@ def _set_mode(user: str, conversation_id: str | None, key: str) -> None:
         st.session_state[NEW_MODE_KEY] = mode
         return
     try:
-        state.service().conversations.set_mode(user, conversation_id, mode)
+        state.orchard().conversations.set_mode(user, conversation_id, mode)
     except Exception as exc:
         state.flash(errors.message(exc, action="changing the mode"), kind="error")
 
@@ -109,7 +109,7 @@ def rename_form(user: str, conversation: Any) -> None:
         st.rerun()
     if save:
         try:
-            state.service().conversations.rename(user, conversation.id, title)
+            state.orchard().conversations.rename(user, conversation.id, title)
         except Exception as exc:
             errors.show(exc, action="renaming the conversation")
             return
@@ -124,7 +124,7 @@ def delete_confirmation(user: str, conversation: Any) -> None:
         with st.container(horizontal=True):
             if st.button("Delete conversation", type="primary", key="confirm_delete"):
                 try:
-                    state.service().delete_conversation(user, conversation.id)
+                    state.orchard().conversations.delete(user, conversation.id)
                 except Exception as exc:
                     errors.show(exc, action="deleting the conversation")
                     return
@@ -168,10 +168,9 @@ def data_sources(user: str, conversation: Any) -> None:
 
 def _conversation_for(user: str) -> Any:
     """The open conversation, created if there is none yet (attaching data starts one)."""
-    svc = state.service()
     found = state.conversation()
     if found is None:
-        found = svc.conversations.create(user, mode=st.session_state.get(NEW_MODE_KEY, "auto"))
+        found = state.orchard().conversations.create(user, mode=st.session_state.get(NEW_MODE_KEY, "auto"))
         state.open_conversation(found.id)
     return found
 
@@ -182,20 +181,16 @@ def _attach_tables(user: str, key: str) -> None:
         return
     try:
         conversation = _conversation_for(user)
-        svc = state.service()
-        attached, problems = [], []
+        conversations = state.orchard().conversations
+        attached = []
         for upload in files:
             try:
-                attached.append(str(svc.attach_table(conversation.id, upload.name, upload.getvalue())))
+                conversations.attach_table(user, conversation.id, upload.name, upload.getvalue())
+                attached.append(upload.name)
             except Exception as exc:
-                problems.append(f"{upload.name}: {errors.message(exc, action='attaching the file')}")
+                state.flash(f"{upload.name}: {errors.message(exc, action='attaching the file')}", kind="error")
         if attached:
-            svc.conversations.set_data_sources(
-                user, conversation.id, db_url=conversation.db_url, tables=[*conversation.tables, *attached]
-            )
-            state.flash(f"Attached {', '.join(Path(p).name for p in attached)}: ask in Agent or Auto mode.")
-        for problem in problems:
-            state.flash(problem, kind="error")
+            state.flash(f"Attached {', '.join(attached)}: ask in Agent or Auto mode.")
     except Exception as exc:
         state.flash(errors.message(exc, action="attaching the files"), kind="error")
     st.session_state["tables_nonce"] = st.session_state.get("tables_nonce", 0) + 1
@@ -204,9 +199,7 @@ def _attach_tables(user: str, key: str) -> None:
 def _detach_table(user: str, path: str) -> None:
     try:
         conversation = _conversation_for(user)
-        remaining = [t for t in conversation.tables if t != path]
-        state.service().conversations.set_data_sources(user, conversation.id, db_url=conversation.db_url, tables=remaining)
-        state.service().detach_table(conversation.id, path)
+        state.orchard().conversations.detach_table(user, conversation.id, path)
         state.flash(f"Detached {Path(path).name}.")
     except Exception as exc:
         state.flash(errors.message(exc, action="detaching the file"), kind="error")
@@ -216,7 +209,7 @@ def _save_db_url(user: str, key: str | None) -> None:
     url = (st.session_state.get(key) or "").strip() if key else ""
     try:
         conversation = _conversation_for(user)
-        state.service().conversations.set_data_sources(user, conversation.id, db_url=url or None, tables=conversation.tables)
+        state.orchard().conversations.set_database(user, conversation.id, url or None)
         if key is None:
             st.session_state.pop(f"db_url_{conversation.id}", None)
         state.flash("Database URL saved for this conversation." if url else "Database URL removed.")

@@ -26,7 +26,7 @@ def page() -> None:
 
 def start(name: str) -> None:
     try:
-        state.service().conversations.list(name)  # the store checks the name
+        state.orchard().conversations.list(name)  # the store checks the name
     except Exception as exc:
         errors.show(exc, action="checking your name")
         return

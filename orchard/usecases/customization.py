@@ -29,6 +29,14 @@ class Customization:
 
         return list_prompts(user_dir=self.folder)
 
+    def check_prompts(self) -> list[str]:
+        """Problems of every prompt file, packaged and overrides (empty: all valid). An explicit
+        ORCHARD_PROMPTS_DIR must exist; the default folder only once something is saved there."""
+        from orchard.prompts import check_prompts
+
+        s = self.settings
+        return check_prompts(user_dir=s.prompts_dir or (self.folder if self.folder.is_dir() else None))
+
     def prompt_text(self, name: str, *, packaged: bool = False) -> str:
         from orchard.prompts import prompt_text
 

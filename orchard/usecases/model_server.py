@@ -18,7 +18,7 @@ from typing import Any
 
 from orchard import server
 from orchard.config import Settings
-from orchard.errors import ModelServerUnavailable
+from orchard.errors import ModelAssemblyError, ModelServerUnavailable
 
 
 class ModelServer:
@@ -45,16 +45,21 @@ class ModelServer:
                          served_name: str | None = None) -> list[str]:  # fmt: skip
         """The llama.cpp server command for a preset or a .gguf path (default: ORCHARD_MODEL_PRESET).
 
-        The served name is ``served_name``, else ORCHARD_LLM_MODEL when serving the configured
-        preset (the name clients ask for), else the preset's own name.
+        The served name is ``served_name``; else ORCHARD_LLM_MODEL when serving the configured
+        preset (the name clients ask for); else the model's own name (another preset's, or the
+        .gguf file's): ``orchard serve --model qwen-1.5b`` must not pose as the 0.5B.
+
+        Raises:
+            ModelAssemblyError: an unknown preset, a missing file, or part packages not installed.
         """
         from orchard.model import resolve_model
 
         s = self.settings
-        path, served = resolve_model(model or s.model_preset, cache_dir=s.cache_path)
+        chosen = model or s.model_preset
+        path, served = resolve_model(chosen, cache_dir=s.cache_path)
         if served_name:
             served = served_name
-        elif model is None and s.llm_model:
+        elif chosen == s.model_preset and s.llm_model:
             served = s.llm_model
         return server.llamacpp_command(
             model_path=path,
@@ -64,6 +69,38 @@ class ModelServer:
             threads=s.server_threads or server.default_threads(),
             n_ctx=s.server_ctx,
         )
+
+    def vllm_command(self, *, model: str, port: int | None = None, host: str = "127.0.0.1", served_name: str | None = None,
+                     tool_call_parser: str = "hermes", quantization: str | None = None,
+                     max_model_len: int | None = None) -> list[str]:  # fmt: skip
+        """vLLM's OpenAI-compatible server for ``model`` (a GPU host), served as ``served_name``
+        (default: ORCHARD_LLM_MODEL, the name Orchard asks for) on ``port`` (default: the port
+        of ORCHARD_LLM_BASE_URL)."""
+        s = self.settings
+        return server.vllm_command(
+            model=model,
+            served_name=served_name or s.llm_model,
+            port=port or server.port_of(s.llm_base_url),
+            host=host,
+            tool_call_parser=tool_call_parser,
+            quantization=quantization,
+            max_model_len=max_model_len,
+        )
+
+    def model_file(self, preset: str | None = None) -> Path:
+        """The packaged model ``preset`` (default: ORCHARD_MODEL_PRESET) as one verified GGUF,
+        assembled from its PyPI parts on first use.
+
+        Raises:
+            ModelAssemblyError: an unknown preset, or its part packages are missing or damaged.
+        """
+        from orchard.model import PRESETS, assemble_model
+
+        name = preset or self.settings.model_preset
+        if name not in PRESETS:
+            msg = f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}"
+            raise ModelAssemblyError(msg)
+        return assemble_model(PRESETS[name], cache_dir=self.settings.cache_path)
 
     def answering(self) -> bool:
         """True when the endpoint answers, or is listening but busy (llama.cpp does not answer
@@ -121,7 +158,7 @@ class ModelServer:
 
     def serve(self, command: list[str]) -> int:
         """Run ``command`` in the foreground until it exits, SIGINT or SIGTERM (which stop its
-        whole process tree); its exit code."""
+        whole process tree: :func:`orchard.server.run_foreground`); its exit code."""
         return server.run_foreground(command)
 
     def stop(self) -> bool:

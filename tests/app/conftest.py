@@ -1,4 +1,5 @@
-"""Fixtures for the app's AppTest suite: a scripted chat service and a way to open a page."""
+"""Fixtures for the app's AppTest suite: the real Orchard on a rule-answering model, and a way to
+open a page of the packaged Streamlit script."""
 
 from __future__ import annotations
 
@@ -9,33 +10,45 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.fakes import FakeChatService
+from tests.app.fakes import RuleModel, app_orchard
+from tests.app.helpers import page as page_file
 
 ROOT = Path(__file__).resolve().parents[2]
-APP = str(ROOT / "app.py")
 SAMPLES = ROOT / "samples"
 
 
-@pytest.fixture
-def service(isolated_env: Path) -> FakeChatService:
-    """The real service on this test's data folder, with the model side scripted."""
-    return FakeChatService.at(isolated_env)
+def app_script() -> str:
+    """The script ``orchard app`` serves (inside the installed package, not the checkout's app.py)."""
+    from orchard.launch import app_script
+
+    return str(app_script())
 
 
 @pytest.fixture
-def library(service: FakeChatService) -> FakeChatService:
-    """The service with the sample documents ingested."""
-    service.ingest([str(SAMPLES)], progress=False)
-    return service
+def model() -> RuleModel:
+    return RuleModel()
 
 
 @pytest.fixture
-def open_app(service: FakeChatService) -> Callable[..., AppTest]:
+def orchard(isolated_env: Path, model: RuleModel) -> Any:
+    """The real use cases on this test's data folder, with the model answering by rule."""
+    return app_orchard(isolated_env, model=model)
+
+
+@pytest.fixture
+def library(orchard: Any) -> Any:
+    """Orchard with the sample documents ingested."""
+    orchard.library.ingest([str(SAMPLES)], progress=False)
+    return orchard
+
+
+@pytest.fixture
+def open_app(orchard: Any) -> Callable[..., AppTest]:
     """``open_app(user="ana", page=None, c=None)``: a fresh browser session (a reload) on a page."""
 
     def _open(user: str | None = "ana", *, page: str | None = None, c: str | None = None, run: bool = True, **params: str) -> AppTest:
-        at = AppTest.from_file(APP, default_timeout=30)
-        at.session_state["chat_service"] = service
+        at = AppTest.from_file(app_script(), default_timeout=30)
+        at.session_state["orchard"] = orchard
         for name, value in {"user": user, "c": c, **params}.items():
             if value:
                 at.query_params[name] = value
@@ -43,7 +56,7 @@ def open_app(service: FakeChatService) -> Callable[..., AppTest]:
             at.run()
             assert not at.exception, at.exception
             if page:
-                at.switch_page(f"ui/pages/{page}.py").run()
+                at.switch_page(page_file(page)).run()
                 assert not at.exception, at.exception
         return at
 

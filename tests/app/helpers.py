@@ -7,6 +7,11 @@ from typing import Any
 from streamlit.testing.v1 import AppTest
 
 
+def page(name: str) -> str:
+    """A page's file for ``at.switch_page`` (relative to the packaged script, in ui/entry)."""
+    return f"../pages/{name}.py"
+
+
 def ask(at: AppTest, question: str) -> AppTest:
     at.chat_input(key="question").set_value(question).run()
     assert not at.exception, at.exception

@@ -11,7 +11,7 @@ def sidebar_uploader(at):
     return at.sidebar.file_uploader[0]
 
 
-def test_upload_several_files_with_progress_and_per_file_errors(open_app, service) -> None:
+def test_upload_several_files_with_progress_and_per_file_errors(open_app, orchard) -> None:
     at = open_app()
     sidebar_uploader(at).set_value(
         [
@@ -26,14 +26,14 @@ def test_upload_several_files_with_progress_and_per_file_errors(open_app, servic
     assert "Added 1 file:" in shown
     assert "**broken.pdf** could not be added:" in shown
     assert "**photo.png** was skipped:" in shown
-    assert (service.settings.data_dir / "uploads" / "cider.md").read_bytes() == NOTE
-    assert {d["source"]: d["chunks"] for d in service.documents()}["uploads/cider.md"] >= 1
+    assert (orchard.settings.data_dir / "uploads" / "cider.md").read_bytes() == NOTE
+    assert {d["source"]: d["chunks"] for d in orchard.library.documents()}["uploads/cider.md"] >= 1
     assert not sidebar_uploader(at).value  # the uploader is cleared for the next files
     button(at, "Dismiss").click().run()
     assert "Added 1 file:" not in texts(at)
 
 
-def test_an_unchanged_upload_is_not_embedded_again(open_app, service) -> None:
+def test_an_unchanged_upload_is_not_embedded_again(open_app) -> None:
     at = open_app()
     for _ in range(2):
         sidebar_uploader(at).set_value([("cider.md", NOTE, "text/markdown")]).run()
@@ -41,7 +41,7 @@ def test_an_unchanged_upload_is_not_embedded_again(open_app, service) -> None:
     assert "1 file(s) already in the library, unchanged." in texts(at)
 
 
-def test_upload_then_an_answer_from_the_uploaded_file(open_app, service) -> None:
+def test_upload_then_an_answer_from_the_uploaded_file(open_app) -> None:
     at = open_app()
     sidebar_uploader(at).set_value([("cider.md", NOTE, "text/markdown")]).run()
     button(at, "Add 1 file to the library").click().run()
@@ -54,9 +54,9 @@ def test_upload_then_an_answer_from_the_uploaded_file(open_app, service) -> None
 def test_the_library_lists_documents_with_chunk_counts(open_app, library) -> None:
     at = open_app(page="library")
     assert at.header[0].value == "Library"
-    assert [m.value for m in at.metric][:2] == ["4", str(library.store.count())]
+    assert [m.value for m in at.metric][:2] == ["4", str(library.library.count())]
     shown = texts(at)
-    for doc in library.documents():
+    for doc in library.library.documents():
         assert f"**{doc['source'].rsplit('/', 1)[-1]}**" in shown
         plural = "s" if doc["chunks"] != 1 else ""
         assert f"{doc['chunks']} passage{plural}" in shown
@@ -64,27 +64,27 @@ def test_the_library_lists_documents_with_chunk_counts(open_app, library) -> Non
 
 def test_delete_a_document_after_confirming(open_app, library) -> None:
     at = open_app(page="library")
-    target = library.documents()[0]["source"]
+    target = library.library.documents()[0]["source"]
     at.button(key=f"delete_{target}").click().run()
     assert f"Delete **{target}** from the library" in texts(at)
     button(at, "Cancel").click().run()
-    assert target in {d["source"] for d in library.documents()}
+    assert target in {d["source"] for d in library.library.documents()}
     at.button(key=f"delete_{target}").click().run()
     at.button(key=f"confirm_delete_{target}").click().run()
     assert not at.exception
-    assert target not in {d["source"] for d in library.documents()}
+    assert target not in {d["source"] for d in library.library.documents()}
     assert f"Deleted {target}" in [t.value for t in at.toast][0]
 
 
-def test_reindex_reads_the_uploaded_files_again(open_app, service) -> None:
+def test_reindex_reads_the_uploaded_files_again(open_app, orchard) -> None:
     at = open_app(page="library")
     at.file_uploader[-1].set_value([("cider.md", NOTE, "text/markdown")]).run()
     button(at, "Add 1 file to the library").click().run()
-    (service.settings.data_dir / "uploads" / "cider.md").write_bytes(NOTE + b"\nBring your own bottles.\n")
+    (orchard.settings.data_dir / "uploads" / "cider.md").write_bytes(NOTE + b"\nBring your own bottles.\n")
     button(at, "Re-index uploaded files").click().run()
     assert not at.exception
     assert "Added 1 file:" in texts(at)
-    assert any("Bring your own bottles" in s["text"] for s in service.search("bottles", k=3))
+    assert any("Bring your own bottles" in s["text"] for s in orchard.library.search("bottles", k=3))
 
 
 def test_an_empty_library_says_how_to_add_documents(open_app) -> None:

@@ -12,47 +12,46 @@ def settings_page(open_app):
     return open_app(page="settings")
 
 
-def test_settings_are_validated_saved_and_the_service_rebuilt(open_app, service) -> None:
-    embedder, store = service.embeddings, service.store
+def test_settings_are_validated_saved_and_orchard_rebuilt(open_app, orchard) -> None:
+    embedder, store = orchard.components.embeddings, orchard.components.store
     at = settings_page(open_app)
     at.number_input(key="set_top_k").set_value(8)
     at.text_input(key="set_llm_model").input("my-model")
     button(at, "Save settings").click().run()
     assert not at.exception
-    saved = json.loads((service.settings.data_dir / "settings.json").read_text())
+    saved = json.loads((orchard.settings.data_dir / "settings.json").read_text())
     assert saved == {"top_k": 8, "llm_model": "my-model"}
     assert load_settings().top_k == 8  # what the next process (and the CLI) reads
-    rebuilt = at.session_state["chat_service"]
-    assert rebuilt is not service and rebuilt.settings.top_k == 8
-    assert rebuilt.embeddings is embedder and rebuilt.store is store  # heavy objects reused
+    rebuilt = at.session_state["orchard"]
+    assert rebuilt is not orchard and rebuilt.settings.top_k == 8 and rebuilt.settings.llm_model == "my-model"
+    assert rebuilt.components.embeddings is embedder and rebuilt.components.store is store  # heavy parts reused
     assert any("Settings saved" in t.value for t in at.toast)
     assert at.number_input(key="set_top_k").value == 8
 
 
-def test_invalid_settings_are_shown_by_field_and_the_typed_values_kept(open_app, service) -> None:
-    # The widgets keep numbers in range, so the service's own refusal is scripted here.
-    service.save_settings = lambda changes: (None, {"llm_base_url": "not a URL — expected http://HOST:PORT/v1"})
+def test_invalid_settings_are_shown_by_field_and_the_typed_values_kept(open_app, orchard) -> None:
     at = settings_page(open_app)
     at.text_input(key="set_llm_base_url").input("localhost-8000")
     at.text_input(key="set_llm_model").input("typed-model")
     button(at, "Save settings").click().run()
     assert not at.exception
-    assert [e.value for e in at.error] == ["Model endpoint: not a URL — expected http://HOST:PORT/v1"]
+    [problem] = [e.value for e in at.error]  # the use case's own validation, shown by field
+    assert problem.startswith("Model endpoint: ") and "must be an http(s) URL with a host" in problem
     assert at.text_input(key="set_llm_base_url").value == "localhost-8000"
     assert at.text_input(key="set_llm_model").value == "typed-model"
-    assert at.session_state["chat_service"] is service
-    assert not (service.settings.data_dir / "settings.json").exists()
+    assert at.session_state["orchard"] is orchard
+    assert not (orchard.settings.data_dir / "settings.json").exists()
 
 
-def test_a_number_out_of_range_never_reaches_the_settings(open_app, service) -> None:
+def test_a_number_out_of_range_never_reaches_the_settings(open_app, orchard) -> None:
     at = settings_page(open_app)
     at.number_input(key="set_top_k").set_value(99)  # past the widget's limit, as a crafted request could
     button(at, "Save settings").click().run()
     assert not at.exception
-    assert not (service.settings.data_dir / "settings.json").exists()
+    assert not (orchard.settings.data_dir / "settings.json").exists()
 
 
-def test_the_prompt_editor_rejects_a_missing_variable_and_keeps_the_draft(open_app, service) -> None:
+def test_the_prompt_editor_rejects_a_missing_variable_and_keeps_the_draft(open_app, orchard) -> None:
     at = settings_page(open_app)
     at.selectbox(key="prompt_name").set_value("rag_answer").run()
     area = at.text_area(key="area_prompt_rag_answer")
@@ -65,14 +64,14 @@ def test_the_prompt_editor_rejects_a_missing_variable_and_keeps_the_draft(open_a
     assert "Not saved: 2 problems to fix. Your text is kept." in at.error[0].value
     assert "missing: {context}" in texts(at)
     assert at.text_area(key="area_prompt_rag_answer").value == broken
-    assert not (service.settings.prompts_path / "rag_answer.yaml").exists()
+    assert not (orchard.settings.prompts_path / "rag_answer.yaml").exists()
     fixed = default.replace("Be concise", "Be brief")
     at.text_area(key="area_prompt_rag_answer").input(fixed)
     button(at, "Save").click().run()
-    assert (service.settings.prompts_path / "rag_answer.yaml").read_text().strip() == fixed.strip()
+    assert (orchard.settings.prompts_path / "rag_answer.yaml").read_text().strip() == fixed.strip()
     assert "your version" in at.selectbox(key="prompt_name").format_func("rag_answer")
     button(at, "Reset to default").click().run()
-    assert not (service.settings.prompts_path / "rag_answer.yaml").exists()
+    assert not (orchard.settings.prompts_path / "rag_answer.yaml").exists()
     assert at.text_area(key="area_prompt_rag_answer").value == default
 
 
@@ -87,7 +86,7 @@ def test_validate_says_valid_and_discard_restores(open_app) -> None:
     assert at.text_area(key="area_prompt_chat").value == original
 
 
-def test_the_constitution_is_editable_like_the_prompts(open_app, service) -> None:
+def test_the_constitution_is_editable_like_the_prompts(open_app, orchard) -> None:
     at = settings_page(open_app)
     area = at.text_area(key="area_constitution")
     default = area.value
@@ -100,9 +99,9 @@ def test_the_constitution_is_editable_like_the_prompts(open_app, service) -> Non
                              "Does the answer miss the question that was asked?")  # fmt: skip
     at.text_area(key="area_constitution").input(edited)
     button(at, "Save", nth=1).click().run()
-    assert service.constitution_text().strip() == edited.strip()
+    assert orchard.customization.constitution_text().strip() == edited.strip()
     button(at, "Reset to default", nth=1).click().run()
-    assert service.constitution_text(packaged=True) == service.constitution_text()
+    assert orchard.customization.constitution_text(packaged=True) == orchard.customization.constitution_text()
 
 
 def test_my_preferences_are_visible_editable_and_deletable(open_app, library) -> None:
@@ -113,24 +112,37 @@ def test_my_preferences_are_visible_editable_and_deletable(open_app, library) ->
     chat.feedback[0].set_value(0).run()
     chat.text_area(key=f"comment_{message_id}").input("Too long, keep it short.")
     button(chat, "Send feedback").click().run()
-    learned = library.profiles.get("ana")
+    learned = library.feedback.profile("ana")
     assert learned
     at = settings_page(open_app)
     assert at.text_area(key="profile_ana").value == learned
     assert "Too long, keep it short." in texts(at)
     at.text_area(key="profile_ana").input(learned + "\n- Use British spelling")
     button(at, "Save", nth=2).click().run()
-    assert "Use British spelling" in library.profiles.get("ana")
-    assert "Use British spelling" in library.preferences("ana")
+    assert "Use British spelling" in library.feedback.profile("ana")
+    assert "Use British spelling" in library.answers.preferences("ana")
     button(at, "Delete profile").click().run()
     button(at, "Delete").click().run()
     assert not at.exception
-    assert library.profiles.get("ana") == ""
+    assert library.feedback.profile("ana") == ""
     assert at.text_area(key="profile_ana").value == ""
 
 
-def test_preferences_are_per_user(open_app, service) -> None:
-    service.profiles.set("ana", "- Answer in French")
+def test_preferences_are_per_user(open_app, orchard) -> None:
+    orchard.feedback.set_profile("ana", "- Answer in French")
     bob = settings_page(lambda **kw: open_app(user="bob", **kw))
     assert bob.text_area(key="profile_bob").value == ""
     assert "French" not in texts(bob)
+
+
+def test_a_saved_prompt_is_used_from_the_next_question_on(open_app, model) -> None:
+    at = settings_page(open_app)
+    at.selectbox(key="prompt_name").set_value("chat").run()
+    edited = at.text_area(key="area_prompt_chat").value.replace("Answer clearly and concisely.", "Answer in one short sentence.")
+    at.text_area(key="area_prompt_chat").input(edited)
+    button(at, "Save").click().run()
+    assert not at.exception
+    chat = open_app()
+    chat.segmented_control[0].set_value("chat").run()
+    ask(chat, "Hi")
+    assert "Answer in one short sentence." in model.sent("chat")[-1][0].text

@@ -8,28 +8,22 @@ from typing import Any
 from orchard.ui.state import WarmUp
 
 
-class SlowService:
+class SlowOrchard:
     """Heavy parts that take their time; records the order they were built in."""
 
     def __init__(self) -> None:
         self.built: list[str] = []
         self.release_store = threading.Event()
         self.release_embedder = threading.Event()
-        self.embeddings = self
+        self.library = self
 
-    @property
-    def store(self) -> Any:
+    def count(self) -> int:  # library.count(): opens the store
         self.release_store.wait(5)
         self.built.append("store")
-        return object()
+        return 3
 
-    @property
-    def llm(self) -> Any:
+    def warm_up(self) -> None:  # like Orchard.warm_up: the model client, then the embedder's model
         self.built.append("llm")
-        return object()
-
-    def warm_up(self) -> None:  # like ChatService.warm_up: the model client, then the embedder's model
-        _ = self.llm
         self.release_embedder.wait(5)
         self.built.append("embedder")
 
@@ -38,7 +32,7 @@ class SlowService:
 
 
 def test_the_library_opens_before_the_embedder_loads_and_the_status_follows() -> None:
-    target = SlowService()
+    target = SlowOrchard()
     warm = WarmUp(target)
     try:
         assert warm.status == {"loading": True} and not warm.library.is_set()
@@ -54,9 +48,8 @@ def test_the_library_opens_before_the_embedder_loads_and_the_status_follows() ->
 
 
 def test_a_failing_part_does_not_block_the_pages() -> None:
-    class Broken(SlowService):
-        @property
-        def store(self) -> Any:
+    class Broken(SlowOrchard):
+        def count(self) -> int:
             raise RuntimeError("no disk")
 
     target = Broken()

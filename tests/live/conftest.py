@@ -1,4 +1,4 @@
-"""Live tests: a real service over the sample documents (server fixtures: tests/conftest.py)."""
+"""Live tests: Orchard's real use cases over the sample documents (server fixtures: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def live_service(live_server: str, embedder, tmp_path: Path):
-    """A real service (real embedder, real store, real model) over the sample documents."""
+def orchard_with(embedder, data_dir: Path, **settings):
+    """Orchard on real components, sharing the session's loaded embedder (``settings``: e.g. the
+    ``llm_base_url`` of the session's model server)."""
+    from orchard.components import Components
     from orchard.config import Settings
-    from orchard.service import ChatService
+    from orchard.usecases import build_orchard
 
-    settings = Settings(llm_base_url=live_server, data_dir=tmp_path / "data", llm_max_tokens=200, llm_temperature=0.0)
-    service = ChatService(settings)
-    service.__dict__["embeddings"] = embedder  # share the loaded model across tests
-    report = service.ingest([str(ROOT / "samples")], progress=False)
+    config = Settings(data_dir=data_dir, **settings)
+    return build_orchard(components=Components(config, embeddings=embedder))
+
+
+@pytest.fixture
+def live_orchard(live_server: str, embedder, tmp_path: Path):
+    """Real components (embedder, store, model) over the sample documents."""
+    orchard = orchard_with(embedder, tmp_path / "data", llm_base_url=live_server, llm_max_tokens=200, llm_temperature=0.0)
+    report = orchard.library.ingest([str(ROOT / "samples")], progress=False)
     assert report.files_indexed == 4 and not report.files_failed
-    return service
+    return orchard

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchard.config import Settings
-from orchard.service import ChatService
 from tests.conftest import free_port, running
+from tests.live.conftest import orchard_with
 
 pytestmark = pytest.mark.chroma_server
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,13 +25,14 @@ def chroma_url(tmp_path: Path):
 
 
 def test_ingest_and_search_through_a_chroma_server(chroma_url: str, tmp_path: Path, embedder) -> None:
-    settings = Settings(chroma_url=chroma_url, data_dir=tmp_path / "data")
-    service = ChatService(settings)
-    service.__dict__["embeddings"] = embedder
-    report = service.ingest([str(ROOT / "samples")], progress=False)
+    def orchard():  # no model calls here
+        return orchard_with(embedder, tmp_path / "data", chroma_url=chroma_url)
+
+    library = orchard().library
+    report = library.ingest([str(ROOT / "samples")], progress=False)
     assert report.files_indexed == 4 and report.chunks_total > 4
     assert not (tmp_path / "data" / "store").exists()  # nothing written to the embedded store
-    hits = service.search("who coordinates the volunteers", k=3)
+    hits = library.search("who coordinates the volunteers", k=3)
     assert hits[0]["source"].endswith("volunteer-notes.txt")
-    again = ChatService(settings).ingest([str(ROOT / "samples")], progress=False)
+    again = orchard().library.ingest([str(ROOT / "samples")], progress=False)  # another Orchard, same server
     assert again.files_unchanged == 4 and again.chunks_added == 0

@@ -37,7 +37,7 @@ def test_cli_ask_critique_json_has_draft_critiques_and_answer(live_server: str, 
     seconds = time.perf_counter() - started
     assert ask.returncode == 0, ask.stderr
     result = json.loads(ask.stdout)
-    assert {"draft", "critiques", "answer", "model", "seconds"} <= set(result)
+    assert {"draft", "critiques", "answer", "model", "seconds", "first_token_seconds"} <= set(result)
     assert "paris" in result["draft"].lower(), result
 
     principles = load_constitution().principles

@@ -1,4 +1,5 @@
-"""The real path: embedded llama.cpp server, MiniLM embeddings, Chroma, the cited RAG chain."""
+"""The real path: embedded llama.cpp server, MiniLM embeddings, Chroma, the cited RAG chain,
+through the answering use case (typed events) and the CLI."""
 
 from __future__ import annotations
 
@@ -10,46 +11,51 @@ import time
 from pathlib import Path
 
 import pytest
-
 from orchard.chains.rag import NO_ANSWER
+
+from orchard.events import Token
+from orchard.usecases import AnswerRequest
 
 pytestmark = pytest.mark.live
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_cited_answer_from_the_documents(live_service) -> None:
-    result = live_service.ask("When should apple trees be pruned?", mode="rag")
-    assert result["grounded"] is True, result
-    assert result["cited"], f"no inline citation in: {result['answer']!r}"
-    cited_sources = {result["sources"][n - 1]["source"] for n in result["cited"]}
+def test_cited_answer_from_the_documents(live_orchard) -> None:
+    result = live_orchard.answers.ask(AnswerRequest(question="When should apple trees be pruned?", mode="rag"))
+    assert result.grounded is True, result
+    assert result.cited, f"no inline citation in: {result.answer!r}"
+    cited_sources = {result.sources[n - 1].source for n in result.cited}
     assert any(s.endswith("fruit-tree-care.html") for s in cited_sources), result
-    assert "winter" in result["answer"].lower()
+    assert "winter" in result.answer.lower()
 
 
-def test_question_the_documents_cannot_answer(live_service) -> None:
-    result = live_service.ask("What is the boiling point of liquid nitrogen?", mode="rag")
-    assert result["grounded"] is False
-    assert result["answer"] == NO_ANSWER or "do not answer" in result["answer"].lower()
+def test_question_the_documents_cannot_answer(live_orchard) -> None:
+    result = live_orchard.answers.ask(AnswerRequest(question="What is the boiling point of liquid nitrogen?", mode="rag"))
+    assert result.grounded is False
+    assert result.answer == NO_ANSWER or "do not answer" in result.answer.lower()
 
 
-def test_answer_streams_token_by_token(live_service) -> None:
+def test_answer_streams_token_by_token(live_orchard) -> None:
     stamps = []
-    for chunk in live_service.stream("Who coordinates the volunteers?", mode="rag"):
-        if "answer" in chunk:
+    stream = live_orchard.answers.stream(AnswerRequest(question="Who coordinates the volunteers?", mode="rag"))
+    for event in stream:
+        if isinstance(event, Token):
             stamps.append(time.perf_counter())
     assert len(stamps) > 3
     assert stamps[-1] - stamps[0] > 0.05  # tokens arrived over time, not all at once
+    timings = stream.result().timings
+    assert timings.first_token_seconds is not None and 0 < timings.first_token_seconds < timings.seconds
 
 
-def test_follow_up_question_uses_the_conversation(live_service) -> None:
+def test_follow_up_question_uses_the_conversation(live_orchard) -> None:
     history = [
         {"role": "user", "content": "When are apple trees pruned?"},
         {"role": "assistant", "content": "In late winter [1]."},
     ]
-    result = live_service.ask("And plums?", history=history, mode="rag")
-    assert "plum" in result["question"].lower()
-    assert result["grounded"] is True
-    assert "summer" in result["answer"].lower(), result["answer"]
+    result = live_orchard.answers.ask(AnswerRequest(question="And plums?", history=tuple(history), mode="rag"))
+    assert "plum" in result.standalone_question.lower()
+    assert result.grounded is True
+    assert "summer" in result.answer.lower(), result.answer
 
 
 def test_cli_ask_json(live_server: str, tmp_path: Path) -> None:
@@ -69,6 +75,7 @@ def test_cli_ask_json(live_server: str, tmp_path: Path) -> None:
     )  # fmt: skip
     assert ask.returncode == 0, ask.stderr
     result = json.loads(ask.stdout)
-    assert set(result) >= {"answer", "sources", "grounded", "model", "seconds"}
+    assert set(result) >= {"answer", "sources", "grounded", "model", "seconds", "first_token_seconds"}
+    assert 0 < result["first_token_seconds"] < result["seconds"], result
     assert "412" in result["answer"], result["answer"]
     assert any(s["source"].endswith("apple-varieties.csv") for s in result["sources"])

@@ -1,4 +1,5 @@
-"""The CLI as a user runs it (in-process with Typer's runner; real embedder, store under tmp_path)."""
+"""The CLI as a user runs it (in-process with Typer's runner; real embedder, store under tmp_path;
+``ask`` on a scripted model through the CLI's one builder, :func:`orchard.cli.make_orchard`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchard.cli import app
+from tests.fakes import AlwaysUp, HashEmbeddings, ScriptedChatModel
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -27,6 +29,26 @@ def docs(tmp_path: Path) -> Path:
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
     (folder / "empty.md").write_text("")
     return folder
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch):
+    """``scripted(*replies)``: every command's Orchard (on the settings the CLI loaded) answers
+    with a ScriptedChatModel and embeds with bag-of-words vectors; returns the model."""
+    from orchard.components import Components
+    from orchard.usecases import build_orchard
+
+    def make(*replies: str) -> ScriptedChatModel:
+        model = ScriptedChatModel.with_replies(*replies)
+
+        def build(settings, **parts):
+            components = Components(settings, llm=model, embeddings=HashEmbeddings(), **parts)
+            return build_orchard(components=components, model_server=AlwaysUp(settings))
+
+        monkeypatch.setattr("orchard.cli.make_orchard", build)
+        return model
+
+    return make
 
 
 def test_help_explains_the_commands() -> None:
@@ -120,3 +142,88 @@ def test_bad_settings_and_missing_files_are_one_line(args: list[str], env: dict,
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith(expected), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_search_uses_the_top_k_the_app_saved(docs: Path, scripted) -> None:
+    """The app saves settings in <data_dir>/settings.json; the CLI sees them (below the
+    environment): `search` without -k returns the saved top-k, -k still wins."""
+    from orchard.config import load_settings
+    from orchard.usecases import build_orchard
+
+    scripted()
+    invoke("ingest", "docs", "--json")
+    assert len(json.loads(invoke("search", "volunteers", "--json").stdout)) == 2  # default top-k 5, 2 chunks
+    new, errors = build_orchard(load_settings(), model_server=AlwaysUp()).customization.save_settings({"top_k": 1})
+    assert errors == {} and new.top_k == 1
+    assert len(json.loads(invoke("search", "volunteers", "--json").stdout)) == 1
+    assert len(json.loads(invoke("search", "volunteers", "-k", "2", "--json").stdout)) == 2
+
+
+def test_status_shows_the_model_the_app_saved_and_the_environment_wins(scripted, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchard.config import load_settings
+    from orchard.usecases import build_orchard
+
+    scripted()
+    saved = {"llm_model": "saved-model", "llm_base_url": "http://127.0.0.1:9999/v1"}
+    assert build_orchard(load_settings(), model_server=AlwaysUp()).customization.save_settings(saved)[1] == {}
+    status = json.loads(invoke("status", "--json").stdout)
+    assert (status["llm_model"], status["llm_base_url"]) == ("saved-model", "http://127.0.0.1:9999/v1")
+    assert status["chunks"] == 0
+    monkeypatch.setenv("ORCHARD_LLM_MODEL", "env-model")
+    assert json.loads(invoke("status", "--json").stdout)["llm_model"] == "env-model"
+
+
+def test_ask_json_is_the_whole_answer_with_its_timings(scripted) -> None:
+    model = scripted("Hello there!")
+    out = json.loads(invoke("ask", "Say hello", "--mode", "chat", "--json").stdout)
+    assert out["answer"] == "Hello there!" and out["mode"] == "chat" and out["question"] == "Say hello"
+    assert isinstance(out["first_token_seconds"], float) and 0 <= out["first_token_seconds"] <= out["seconds"]
+    assert out["sources"] == [] and out["tool_calls"] == [] and out["conversation_id"] is None
+    assert [call[-1].content for call in model.calls] == ["Say hello"]
+
+
+def test_ask_streams_the_answer_then_its_sources(docs: Path, scripted) -> None:
+    scripted("Prune apple trees in late winter [1].")
+    invoke("ingest", "docs", "--json")
+    result = invoke("ask", "When to prune apple trees in winter?", "--mode", "rag")
+    assert result.exit_code == 0, result.output
+    answer, sources = result.stdout.split("\n\nSources:\n")
+    assert answer.strip() == "Prune apple trees in late winter [1]."
+    assert sources.splitlines()[0].startswith("  [1] docs/pruning.md")
+    assert "not grounded" not in result.stderr
+    assert "first token" in result.stderr.splitlines()[-1]
+
+
+def test_ask_rag_on_an_empty_store_says_what_to_do(scripted, tmp_path: Path) -> None:
+    from orchard.errors import EmptyStore
+
+    scripted()
+    with pytest.raises(EmptyStore, match="orchard ingest"):
+        invoke("ask", "anything", "--mode", "rag")
+
+
+@pytest.mark.parametrize(
+    ("args", "served"),
+    [
+        ([], "qwen2.5-coder-0.5b-instruct"),  # the configured preset: the name clients ask for
+        (["--model", "tiny-other"], "tiny-other-model"),  # another preset: its own name
+        (["--model", "tiny-other", "--served-model-name", "x"], "x"),
+    ],
+)
+def test_serve_dry_run_names_the_model_it_serves(args: list[str], served: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from orchard import model as model_mod
+
+    part = tmp_path / "part.bin"
+    part.write_bytes(b"GGUF")
+    import hashlib
+
+    sha = hashlib.sha256(b"GGUF").hexdigest()
+    for name in ("tiny-configured", "tiny-other"):
+        monkeypatch.setitem(model_mod.PRESETS, name, model_mod.ModelPreset(name, f"{name}-model", "x", 1, 4, sha, "x"))
+    monkeypatch.setattr(model_mod, "_part_files", lambda preset: [part])
+    monkeypatch.setenv("ORCHARD_MODEL_PRESET", "tiny-configured")
+    result = invoke("serve", *args, "--port", "8123", "--dry-run")
+    assert result.exit_code == 0, result.output
+    flags = result.stdout.split()
+    assert flags[flags.index("--model_alias") + 1] == served
+    assert flags[flags.index("--port") + 1] == "8123"

@@ -11,9 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from orchard.cli import app
-from orchard.config import Settings
 from orchard.constitution import load_constitution
-from tests.fakes import ScriptedChatModel
+from tests.fakes import AlwaysUp, HashEmbeddings, ScriptedChatModel
 
 runner = CliRunner()
 
@@ -226,15 +225,19 @@ def test_profile_set_show_delete() -> None:
 
 @pytest.fixture
 def scripted(monkeypatch: pytest.MonkeyPatch):
-    """``scripted(*replies)``: the CLI's service answers with a ScriptedChatModel; returns it."""
-    from orchard.service import ChatService
+    """``scripted(*replies)``: every command's Orchard (on the settings the CLI loaded) answers
+    with a ScriptedChatModel, through the CLI's one builder; returns the model."""
+    from orchard.components import Components
+    from orchard.usecases import build_orchard
 
     def make(*replies: str) -> ScriptedChatModel:
         model = ScriptedChatModel.with_replies(*replies)
-        service = ChatService(Settings())
-        service.__dict__["llm"] = model
-        service.ensure_model_server = lambda **_: None  # type: ignore[method-assign]
-        monkeypatch.setattr("orchard.cli._service", lambda store=None, **_: service)
+
+        def build(settings, **parts):
+            components = Components(settings, llm=model, embeddings=HashEmbeddings(), **parts)
+            return build_orchard(components=components, model_server=AlwaysUp(settings))
+
+        monkeypatch.setattr("orchard.cli.make_orchard", build)
         return model
 
     return make

@@ -1,4 +1,6 @@
-"""Packaged-model assembly and server command lines (no model server started here)."""
+"""Packaged-model assembly, server command lines, and the foreground runner's signal handling
+(on dummy process trees: no model server started here; tests/live/test_server_lifecycle.py
+stops a real `orchard serve`)."""
 
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ def test_parts_are_concatenated_verified_and_cached(tmp_path: Path, monkeypatch:
 
 def test_a_wrong_checksum_is_refused_and_nothing_is_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     preset = fake_preset(tmp_path, monkeypatch, [b"tampered"], "0" * 64)
-    with pytest.raises(ModelAssemblyError, match="expected .* reinstall"):
+    with pytest.raises(ModelAssemblyError, match=r"expected .* reinstall"):
         assemble_model(preset, cache_dir=tmp_path / "cache")
     assert not list((tmp_path / "cache" / "models").iterdir())
 
@@ -52,6 +54,8 @@ def test_resolve_model_accepts_a_gguf_path_and_rejects_nonsense(tmp_path: Path) 
     assert resolve_model(str(gguf), cache_dir=tmp_path) == (gguf, "my-model.q4")
     with pytest.raises(ModelAssemblyError, match="preset"):
         resolve_model("gpt-17", cache_dir=tmp_path)
+    with pytest.raises(ModelAssemblyError, match=r"model file .*missing\.gguf not found"):
+        resolve_model(str(tmp_path / "missing.gguf"), cache_dir=tmp_path)
 
 
 def test_llamacpp_command_has_the_measured_settings() -> None:
@@ -96,12 +100,108 @@ def test_orchard_app_uses_a_busy_model_server_instead_of_starting_a_second(monke
     monkeypatch.setattr(server, "is_listening", lambda *a, **k: True)
     monkeypatch.setattr(server, "start_server", lambda *a, **k: pytest.fail("started a second server"))
 
-    class App:
-        def wait(self, timeout=None):
-            return 0
-
-    monkeypatch.setattr(launch.subprocess, "Popen", lambda *a, **k: App())
-    monkeypatch.setattr(launch.signal, "signal", lambda *a: None)  # keep pytest's own SIGTERM handling
+    monkeypatch.setattr(server, "run_foreground", lambda command, **kw: 0)  # Streamlit's run
     said: list[str] = []
     assert launch.launch_app(Settings(data_dir=tmp_path), port=8599, address="127.0.0.1", echo=said.append) == 0
     assert any("busy" in line for line in said)
+
+
+# --- run_foreground: `orchard serve` stops its whole process tree ---------------------------------
+
+TREE = "sleep 60 & sleep 60"  # a child that starts a grandchild: both must go
+
+
+def processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, process group, state) of every live process (from /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid, pgrp = stat[stat.rindex(")") + 2 :].split()[:3]
+        if state != "Z":  # a zombie has ended, it only waits to be reaped
+            found[int(entry.name)] = (int(ppid), int(pgrp), state)
+    return found
+
+
+def group_of(pid: int) -> list[int]:
+    return [p for p, (_, pgrp, _) in processes().items() if pgrp == pid]
+
+
+def foreground(script: str, *, grace: float = 10.0):
+    """`run_foreground(["sh", "-c", script])` in a Python process of its own; returns it and its
+    child's pid (the process group leader) once the tree is up."""
+    import subprocess
+    import sys
+    import time
+
+    code = f"import sys; from orchard.server import run_foreground; sys.exit(run_foreground(sys.argv[1:], grace={grace}))"
+    runner = subprocess.Popen([sys.executable, "-c", code, "sh", "-c", script])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        children = [p for p, (ppid, _, _) in processes().items() if ppid == runner.pid]
+        if children and len(group_of(children[0])) >= 2:
+            return runner, children[0]
+        time.sleep(0.05)
+    runner.kill()
+    pytest.fail("the process tree did not start")
+
+
+def assert_gone(runner, leader: int, *, within: float) -> int:
+    import subprocess
+    import time
+
+    try:
+        code = runner.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        runner.kill()
+        pytest.fail(f"run_foreground did not end within {within} s")
+    deadline = time.monotonic() + 2
+    while group_of(leader) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert group_of(leader) == [], "processes of the tree were left running"
+    return code
+
+
+@pytest.mark.parametrize(("signum", "code"), [(15, 143), (2, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_whole_tree(signum: int, code: int) -> None:
+    import os
+
+    runner, leader = foreground(TREE)
+    os.kill(runner.pid, signum)
+    assert assert_gone(runner, leader, within=5) == code
+
+
+def test_a_tree_that_ignores_sigterm_is_killed_after_the_grace_period() -> None:
+    import os
+    import time
+
+    runner, leader = foreground(f"trap '' TERM; {TREE}", grace=1.0)
+    started = time.monotonic()
+    os.kill(runner.pid, 15)
+    assert assert_gone(runner, leader, within=8) == 143
+    assert time.monotonic() - started >= 0.9  # it had its grace period
+
+
+def test_a_second_signal_kills_at_once() -> None:
+    import os
+    import time
+
+    runner, leader = foreground(f"trap '' TERM; {TREE}", grace=60.0)
+    os.kill(runner.pid, 2)
+    time.sleep(0.5)
+    os.kill(runner.pid, 2)
+    assert assert_gone(runner, leader, within=5) == 130
+
+
+def test_the_exit_code_is_the_commands_and_the_handlers_are_restored() -> None:
+    import signal
+
+    from orchard.server import run_foreground
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    assert run_foreground(["sh", "-c", "exit 3"]) == 3
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

@@ -91,6 +91,63 @@ def test_bm25_index_follows_writes(filled_store: DocumentStore, tmp_path: Path) 
     assert retriever.invoke("quince")[0].metadata["source"] == "docs/quince.md"
 
 
+def two_processes(tmp_path: Path, collection_name: str) -> tuple[DocumentStore, DocumentStore]:
+    """Two stores on one persistent path, each with its own Chroma client: two processes."""
+    return tuple(
+        DocumentStore(client=make_chroma_client(path=tmp_path / "shared"), collection=collection_name, embeddings=HashEmbeddings())
+        for _ in range(2)
+    )  # type: ignore[return-value]
+
+
+def test_a_file_replaced_by_another_process_with_as_many_chunks_is_searched_anew(tmp_path: Path, collection_name: str) -> None:
+    mine, theirs = two_processes(tmp_path, collection_name)
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nQuince jelly needs long cooking.\n")
+    ingest(["notes.md"], store=mine, progress=False)
+    lexical = HybridRetriever(store=mine, k=1, dense_weight=0.0)
+    assert lexical.invoke("quince")[0].page_content.endswith("Quince jelly needs long cooking.")  # the index is built
+    count = mine.count()
+    notes.write_text("# Notes\n\nMedlars ripen after the first frost.\n")
+    ingest(["notes.md"], store=theirs, progress=False)
+    assert mine.count() == count  # the same number of chunks: a count would not tell
+    assert lexical.invoke("medlar")[0].page_content.endswith("Medlars ripen after the first frost.")
+    assert lexical.invoke("quince") == []
+
+
+def test_every_write_stores_a_new_revision_and_keeps_the_embedder_identity(tmp_path: Path, collection_name: str) -> None:
+    mine, theirs = two_processes(tmp_path, collection_name)
+    assert mine.revision() is None  # never written
+    (tmp_path / "a.md").write_text("# A\n\nApples.\n")
+    ingest(["a.md"], store=mine, progress=False)
+    first = theirs.revision()
+    assert first is not None and first == mine.revision()
+    theirs.delete(theirs.chunk_ids("a.md"))
+    assert mine.revision() not in (None, first)
+    assert theirs.delete([]) == 0 and mine.revision() == theirs.revision()  # nothing deleted: no new revision
+    meta = mine.client.get_collection(collection_name).metadata
+    assert meta["orchard_embedder"] == "fake-hash" and meta["orchard_dimension"] == 128
+    reopened = DocumentStore(client=make_chroma_client(path=tmp_path / "shared"), collection=collection_name,
+                             embeddings=HashEmbeddings())  # fmt: skip
+    assert reopened.dimension == 128
+    (tmp_path / "b.md").write_text("# B\n\nBlackberries.\n")
+    ingest(["b.md"], store=reopened, progress=False)
+    [(_, distance)] = reopened.dense_search(HashEmbeddings().embed_query("blackberries"), 1)
+    assert distance == pytest.approx(1.0)  # still cosine after the metadata was rewritten
+
+
+def test_chunks_the_index_names_but_the_collection_lost_make_it_rebuild(filled_store: DocumentStore) -> None:
+    """A writer that bypasses DocumentStore (no revision) swaps a chunk: same count, same revision."""
+    retriever = HybridRetriever(store=filled_store, k=1, dense_weight=0.0)
+    [old] = retriever.invoke("cherries netting birds")
+    raw = filled_store.client.get_collection(filled_store.collection_name)
+    raw.delete(ids=[old.id])
+    text = "Cherries under netting are safe from birds; cherry jam keeps a year."
+    raw.add(ids=["intruder"], documents=[text], metadatas=[{"source": "docs/jam.md"}],
+            embeddings=HashEmbeddings().embed_documents([text]))  # fmt: skip
+    [found] = retriever.invoke("cherries netting birds")
+    assert found.id == "intruder" and found.metadata["source"] == "docs/jam.md"
+
+
 class TestHybridRetrieverStandard(RetrieversIntegrationTests):
     """langchain-tests' retriever contract (k in the constructor and at call time, async, ...)."""
 

@@ -85,7 +85,7 @@ def test_values_are_rendered_compactly(url: str) -> None:
     tool = SQLTool(url=url)
     out = ask(tool, "SELECT NULL AS a, 0.1 + 0.2 AS b, x'00ff' AS c, 'line one' || char(10) || 'two' AS d, "
                     "substr(printf('%.200c', 'x'), 1, 200) AS e, '' AS f")
-    header, row, count = out.splitlines()
+    header, row, _ = out.splitlines()
     assert header == "a | b | c | d | e | f"
     a, b, c, d, e, f = row.split(" | ")
     assert (a, b, c, d, f) == ("NULL", "0.3", "<2 bytes>", "line one two", "")
@@ -183,6 +183,23 @@ def test_the_uri_form_of_the_url_is_accepted(tmp_path: Path) -> None:
     tool = SQLTool(url=f"sqlite+pysqlite:///file:{db}?mode=rw&uri=true")  # opened read-only whatever it says
     assert ask(tool, "SELECT count(*) AS n FROM towns") == "n\n4\n(1 row)"
     assert run_tool(tool, {"query": "DELETE FROM towns"})["ok"] is False
+
+
+def test_the_two_tools_can_share_one_database_and_close_releases_its_connections(url: str) -> None:
+    import sqlalchemy as sa
+
+    from orchard.tools.sql import ReadOnlyDatabase
+
+    database = ReadOnlyDatabase(url)
+    sql, schema = SQLTool(url=url, database=database), SQLSchemaTool(url=url, database=database)
+    assert sql.db is schema.db is database
+    assert "database" not in sql.model_dump()  # not part of the tool's serialised fields
+    closed: list[int] = []
+    sa.event.listen(database.engine, "close", lambda *_: closed.append(1))
+    assert ask(sql, "SELECT count(*) AS n FROM towns") == "n\n4\n(1 row)"
+    sql.close()
+    assert closed == [1]
+    assert "table towns" in schema.invoke({})  # a closed tool opens a new connection when used again
 
 
 # --- LangChain's standard tool suites --------------------------------------------------------------

@@ -181,6 +181,29 @@ def test_run_tool_shapes_and_bad_paths(tmp_path: Path, table: TableTool) -> None
         TableTool(paths=[tmp_path / "notes.txt"])
 
 
+def test_the_two_tools_can_share_one_database_and_close_frees_it(files: list[Path]) -> None:
+    from orchard.tools.table import TableDatabase
+
+    database = TableDatabase(files)
+    table, schema = TableTool(paths=files, database=database), TableSchemaTool(paths=files, database=database)
+    assert table.db is schema.db is database and not database.loaded  # loaded on first use
+    assert "table customers" in schema.invoke({"table": "customers"})
+    assert database.loaded
+    table.close()
+    assert not database.loaded
+    assert ask(table, "SELECT count(*) AS n FROM customers") == "n\n4\n(1 row)"  # loaded again when used
+
+
+def test_a_file_rewritten_within_one_timestamp_tick_is_loaded_again(files: list[Path]) -> None:
+    tool = TableTool(paths=files)
+    assert ask(tool, "SELECT name FROM customers ORDER BY joined LIMIT 1") == "name\nAnn\n(1 row)"
+    customers = files[1]
+    stamp = customers.stat().st_mtime_ns
+    customers.write_text(customers.read_text().replace("Ann,", "Amy,"))  # the same size
+    os.utime(customers, ns=(stamp, stamp))  # and the same mtime
+    assert ask(tool, "SELECT name FROM customers ORDER BY joined LIMIT 1") == "name\nAmy\n(1 row)"
+
+
 # --- LangChain's standard tool suites --------------------------------------------------------------
 
 

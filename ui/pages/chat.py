@@ -1,4 +1,4 @@
-"""The chat page (a file, so `AppTest.switch_page("ui/pages/chat.py")` can open it)."""
+"""The chat page (a file, so the tests can open it with `AppTest.switch_page`)."""
 
 from orchard.ui import chat
 

@@ -1,4 +1,4 @@
-"""The library page (a file, so `AppTest.switch_page("ui/pages/library.py")` can open it)."""
+"""The library page (a file, so the tests can open it with `AppTest.switch_page`)."""
 
 from orchard.ui import library
 

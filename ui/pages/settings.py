@@ -1,4 +1,4 @@
-"""The settings page (a file, so `AppTest.switch_page("ui/pages/settings.py")` can open it)."""
+"""The settings page (a file, so the tests can open it with `AppTest.switch_page`)."""
 
 from orchard.ui import settings
 

@@ -1,0 +1,97 @@
+"""Who is asking: API keys (``Authorization: Bearer orch_...``), or personal mode.
+
+* Keys configured (``orchard keys create``): every request needs an active key; the key's owner
+  is the user whose conversations and ratings the request reaches.
+* No active key and the API served on loopback: personal mode — open, every request is
+  ``settings.default_user`` (whatever bearer an OpenAI client sends).
+* Served beyond loopback: keys are always required (``orchard api`` refuses to start without
+  one; revoking the last one closes the API, it never opens it).
+
+The check is ASGI middleware, so it runs before a body is read: a caller without a key learns
+nothing about the request it sent (not even whether it was valid JSON).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import anyio
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orchard.api.openai_wire import error_response
+
+#: Paths anyone may read: the documentation and the health check.
+PUBLIC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/api/health"})
+CREATE_KEY = "create one with `orchard keys create --name NAME`"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for an interface only this machine reaches (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bearer_token(headers: Headers) -> str | None:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+class KeyAuth:
+    """ASGI middleware: sets ``request.state.user`` or answers 401 (see the module docstring).
+
+    Args:
+        app: the ASGI app inside.
+        keys: the key store (``orchard.keys``: ``active_count()``, ``verify(key)``).
+        default_user: the user of personal mode.
+        personal: personal mode is allowed (the API is served on loopback).
+    """
+
+    def __init__(self, app: ASGIApp, *, keys: Any, default_user: str, personal: bool) -> None:
+        self.app = app
+        self.keys = keys
+        self.default_user = default_user
+        self.personal = personal
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(Headers(scope=scope))
+        user, problem = await anyio.to_thread.run_sync(self.identify, token)
+        if user is None:
+            response = error_response(401, problem, code="invalid_api_key", headers={"www-authenticate": "Bearer"})
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})["user"] = user
+        await self.app(scope, receive, send)
+
+    def identify(self, token: str | None) -> tuple[str | None, str]:
+        """(the caller's user, '') or (None, what is wrong and what to do)."""
+        if self.personal and self.keys.active_count() == 0:
+            return self.default_user, ""
+        if token is None:
+            if not self.personal and self.keys.active_count() == 0:
+                return None, f"this API is served beyond loopback and has no active API key: {CREATE_KEY}"
+            return None, f"no API key: send `Authorization: Bearer <key>` ({CREATE_KEY})"
+        key = self.keys.verify(token)
+        if key is None:
+            return None, f"invalid or revoked API key: check the key, or {CREATE_KEY}"
+        return key.user, ""
+
+
+_bearer = HTTPBearer(auto_error=False, description="An Orchard API key (`orchard keys create`); none in personal mode.")
+
+
+def caller(request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    """The user of the request (a dependency; :class:`KeyAuth` has checked the key)."""
+    return str(request.state.user)

@@ -1,0 +1,122 @@
+"""Orchard's own routes under ``/api/``: documents, search, conversations, feedback, health.
+
+The document library is shared by every user of the API (one store); conversations and ratings
+are the caller's own — another user's conversation or answer is reported as not found.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
+
+from orchard.api.auth import caller
+from orchard.api.errors import ApiError
+from orchard.api.schemas import FeedbackRequest
+
+router = APIRouter(prefix="/api")
+
+
+def _orchard(request: Request) -> Any:
+    return request.app.state.orchard
+
+
+# --- documents --------------------------------------------------------------------------------
+
+
+@router.post("/documents", tags=["documents"], summary="Upload and ingest documents")
+async def upload_documents(request: Request, files: list[UploadFile] = File(..., description="txt, md, rst, html, pdf, csv"),
+                           _user: str = Depends(caller)) -> dict[str, Any]:  # fmt: skip
+    """Keep the files (as ``uploads/NAME``) and index them; the report lists every file
+    (indexed, unchanged, skipped with a reason, failed with the error)."""
+    given = [(f.filename or "", await f.read()) for f in files]
+    report = await run_in_threadpool(_orchard(request).library.upload, given)
+    return report.as_dict()
+
+
+@router.get("/documents", tags=["documents"], summary="The documents in the store")
+def list_documents(request: Request, _user: str = Depends(caller)) -> dict[str, Any]:
+    library = _orchard(request).library
+    return {"documents": library.documents(), "chunks": library.count()}
+
+
+@router.delete("/documents/{source:path}", tags=["documents"], summary="Remove a document")
+def delete_document(source: str, request: Request, _user: str = Depends(caller)) -> dict[str, Any]:
+    removed = _orchard(request).library.delete(source)
+    if not removed:
+        raise ApiError(404, f"no document {source!r} in the store (GET /api/documents lists them)", "not_found")
+    return {"source": source, "chunks_removed": removed}
+
+
+@router.get("/search", tags=["documents"], summary="Hybrid search, without the model")
+def search(request: Request, q: str = Query(..., min_length=1, description="what to look for"),
+           k: int = Query(5, ge=1, le=50), _user: str = Depends(caller)) -> dict[str, Any]:  # fmt: skip
+    return {"query": q, "results": _orchard(request).library.search(q, k=k)}
+
+
+# --- conversations and feedback ---------------------------------------------------------------
+
+
+@router.get("/conversations", tags=["conversations"], summary="Your conversations, latest first")
+def list_conversations(request: Request, user: str = Depends(caller)) -> dict[str, Any]:
+    return {"conversations": [_conversation(c) for c in _orchard(request).conversations.list(user)]}
+
+
+@router.get("/conversations/{conversation_id}", tags=["conversations"], summary="One of your conversations")
+def get_conversation(conversation_id: str, request: Request, user: str = Depends(caller)) -> dict[str, Any]:
+    conversations = _orchard(request).conversations
+    conversation = conversations.get(user, conversation_id)
+    messages = conversations.messages(user, conversation_id)
+    return {**_conversation(conversation), "messages": [_message(m) for m in messages]}
+
+
+@router.delete("/conversations/{conversation_id}", tags=["conversations"], summary="Delete one of your conversations")
+def delete_conversation(conversation_id: str, request: Request, user: str = Depends(caller)) -> dict[str, Any]:
+    _orchard(request).conversations.delete(user, conversation_id)
+    return {"deleted": conversation_id}
+
+
+@router.post("/feedback", tags=["conversations"], summary="Rate an answer (its `orchard.message_id`)")
+def rate_answer(body: FeedbackRequest, request: Request, user: str = Depends(caller)) -> dict[str, Any]:
+    """Store the rating with the question, the answer and its sources (training data; your
+    preference profile is refreshed). Rating an answer again replaces your earlier rating."""
+    conversations = _orchard(request).conversations
+    message_id = body.message_number()
+    conversation_id, _message = conversations.find_answer(user, message_id)  # NotFound unless yours
+    record = conversations.rate(user, conversation_id, message_id, body.rating, body.comment)
+    return {"id": record.id, "conversation_id": conversation_id, "message_id": str(message_id), "rating": record.rating,
+            "comment": record.comment}  # fmt: skip
+
+
+# --- health -----------------------------------------------------------------------------------
+
+
+@router.get("/health", tags=["health"], summary="Is the model server up? How many passages?")
+def health(request: Request) -> dict[str, Any]:
+    """Open to anyone (no key): no paths, no URLs, no user data."""
+    status = _orchard(request).status()
+    up = bool(status.get("model_server_up"))
+    return {
+        "status": "ok" if up else "degraded",
+        "model_server_up": up,
+        "model_server_busy": bool(status.get("model_server_busy")),
+        "model": status.get("llm_model"),
+        "chunks": status.get("chunks"),
+    }
+
+
+def _conversation(conversation: Any) -> dict[str, Any]:
+    return {"id": conversation.id, "title": conversation.title, "mode": conversation.mode,
+            "created_at": conversation.created_at, "updated_at": conversation.updated_at}  # fmt: skip
+
+
+def _message(message: Any) -> dict[str, Any]:
+    return {
+        "id": str(message.id),
+        "role": message.role,
+        "content": message.content,
+        "created_at": message.created_at,
+        "meta": message.meta,
+        "alternatives": [_message(v) for v in message.alternatives],
+    }
