@@ -35,8 +35,8 @@ def api_command(
     """Serve Orchard's OpenAI-compatible HTTP API (docs at /docs); starts the embedded model
     server first if none answers. Ctrl-C or SIGTERM stops both.
 
-    Example: `orchard api`, then `curl http://127.0.0.1:8400/v1/chat/completions -H 'Content-Type:
-    application/json' -d '{"model": "orchard-rag", "messages": [{"role": "user", "content": "..."}]}'`.
+    Example: `orchard api`, then point any OpenAI client at http://127.0.0.1:8400/v1 with model
+    `orchard-rag` (answers from your documents, with citations).
     """
     from orchard.api import serve
 

@@ -174,12 +174,23 @@ def comment(user: str, conversation: Any, message: Any, rated: Any) -> None:
 def unanswered(user: str, conversation: Any, messages: list[Any]) -> None:
     """The last question has no answer (it failed, or the page was closed): answer it now."""
     if st.session_state.pop(RETRY_KEY, None) == messages[-1].id:
-        respond(lambda o: o.conversations.answer_pending(user, conversation.id, critique=toolbar.critique_on()), conversation)
+        respond(lambda o: o.conversations.answer_pending(user, conversation.id, critique=toolbar.critique_on()),
+                conversation, failed=lambda: retry_button(user, conversation))  # fmt: skip
         return
     with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
         st.caption("This question has no answer yet.")
-        st.button("Answer it now", key=f"retry_{messages[-1].id}", icon=":material/replay:",
-                  on_click=_set, args=(RETRY_KEY, messages[-1].id))  # fmt: skip
+        retry_button(user, conversation)
+
+
+def retry_button(user: str, conversation: Any) -> None:
+    """"Answer it now" for the conversation's last question, if it has no answer."""
+    try:
+        last = state.orchard().conversations.messages(user, conversation.id)[-1]
+    except Exception:  # the page shows the conversation's own error
+        return
+    if last.role == "user":
+        st.button("Answer it now", key=f"retry_{last.id}", icon=":material/replay:", help="Your question is kept: answer it again.",
+                  on_click=_set, args=(RETRY_KEY, last.id))  # fmt: skip
 
 
 # --- asking (the use case stores the question first and the answer when it is complete) ---------
@@ -199,34 +210,31 @@ def ask(user: str, conversation: Any, question: str) -> None:
         st.code(question, language=None, wrap_lines=True)
         return
     user_message(question)
-    respond(lambda o: events, conversation)
+    respond(lambda o: events, conversation, failed=lambda: retry_button(user, conversation))
 
 
 def regenerate(user: str, conversation: Any, message: Any) -> None:
     """Answer the question of ``message`` again; the old answer becomes an alternative."""
     st.session_state.pop(REGENERATE_KEY, None)
-    result = respond(lambda o: o.conversations.regenerate(user, conversation.id, message.id, critique=toolbar.critique_on()),
-                     conversation)  # fmt: skip
-    if result is None:
-        st.button("Show the earlier answer", key="show_earlier", icon=":material/undo:")
+    respond(lambda o: o.conversations.regenerate(user, conversation.id, message.id, critique=toolbar.critique_on()),
+            conversation, failed=lambda: st.button("Show the earlier answer", key="show_earlier", icon=":material/undo:"))  # fmt: skip
 
 
-def respond(start: Callable[[Any], Any], conversation: Any) -> Any:
+def respond(start: Callable[[Any], Any], conversation: Any, *, failed: Callable[[], Any]) -> None:
     """Draw the answer stream ``start(orchard)`` gives in an assistant message, then redraw the
-    page from what the use case stored; the result, or None when answering failed."""
+    page from what the use case stored. If answering fails, the error says what to do and
+    ``failed()`` draws what comes next (a retry button)."""
     with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
         try:
-            events = start(state.orchard())
-        except Exception as exc:
+            result = answer.stream(start(state.orchard()), mode=conversation.mode)
+        except Exception as exc:  # the use case refused before streaming (a deleted answer, ...)
             errors.show(exc, action="answering")
-            return None
-        result = answer.stream(events, mode=conversation.mode)
+            result = None
         if result is None:
-            st.caption("Your question is kept: once this is fixed, answer it with **Answer it now**.")
-            return None
+            failed()
+            return
     state.status(fresh=True)  # the model just answered: the status line should say it is up
-    st.rerun()
-    return result  # not reached: the rerun redraws the page from the stored answer
+    st.rerun()  # the page is drawn again from the stored answer
 
 
 # --- callbacks (run before the page is drawn; messages go through state.flash) --------------

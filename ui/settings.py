@@ -23,18 +23,14 @@ def page() -> None:
     state.show_flashes()
     st.header("Settings", anchor=False)
     model_tab, prompts_tab, constitution_tab, preferences_tab = st.tabs(TABS, key="settings_tab")
-    with model_tab:
-        with errors.guard("showing the model settings"):
-            model_settings()
-    with prompts_tab:
-        with errors.guard("showing the prompts"):
-            prompts()
-    with constitution_tab:
-        with errors.guard("showing the constitution"):
-            constitution()
-    with preferences_tab:
-        with errors.guard("showing your preferences"):
-            preferences()
+    with model_tab, errors.guard("showing the model settings"):
+        model_settings()
+    with prompts_tab, errors.guard("showing the prompts"):
+        prompts()
+    with constitution_tab, errors.guard("showing the constitution"):
+        constitution()
+    with preferences_tab, errors.guard("showing your preferences"):
+        preferences()
 
 
 # --- model and retrieval -------------------------------------------------------------------

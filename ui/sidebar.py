@@ -123,3 +123,5 @@ def status_line() -> None:
             "`orchard serve` starts the embedded one; Settings can point to another server.",
         )
     st.caption(f":material/library_books: {info.get('chunks', 0):,} passages in the library")
+    if info.get("models_loading"):
+        st.caption(":material/hourglass_top: Loading the embedding model: the first answer waits for it (~15 s)")

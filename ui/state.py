@@ -164,11 +164,13 @@ def use_settings(settings: Any) -> Any:
 
 def status(*, fresh: bool = False) -> dict[str, Any]:
     """Orchard's status (endpoint, model, up or not, passages) without waiting for it:
-    ``{"loading": True}`` until the library is open. ``fresh``: ask now (after an upload, a delete)."""
+    ``loading`` until the library is open, ``models_loading`` until the embedder is loaded (the
+    first answer waits for it). ``fresh``: ask now (after an upload, a delete)."""
     target = orchard()
     if not injected():
         warm = _warm_up(target)
-        return warm.refresh() if fresh and warm.library.is_set() else warm.status
+        info = warm.refresh() if fresh and warm.library.is_set() else warm.status
+        return {**info, "models_loading": not warm.ready.is_set()}
     cached = st.session_state.get("_status")  # an injected Orchard: ask it, remember a few seconds
     if not fresh and cached and time.monotonic() - cached[0] < STATUS_TTL_SECONDS:
         return cached[1]

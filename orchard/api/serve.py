@@ -55,7 +55,7 @@ def serve(orchard: Any, *, host: str, port: int, echo: Callable[[str], None], wa
         try:
             handle = orchard.model_server.start_for_app(echo=echo)
             if warm_up:
-                threading.Thread(target=orchard.warm_up, name="orchard-warm-up", daemon=True).start()
+                threading.Thread(target=_warm_up, args=(orchard, echo), name="orchard-warm-up", daemon=True).start()
             config = uvicorn.Config(create_app(orchard, host=host), host=host, port=port, log_level=log_level,
                                     timeout_graceful_shutdown=GRACEFUL_SECONDS)  # fmt: skip
             server = uvicorn.Server(config)
@@ -69,6 +69,13 @@ def serve(orchard: Any, *, host: str, port: int, echo: Callable[[str], None], wa
             if handle is not None:
                 echo("stopping the embedded model server")
                 handle.stop()
+
+
+def _warm_up(orchard: Any, echo: Callable[[str], None]) -> None:
+    try:
+        orchard.warm_up()
+    except Exception as exc:  # the first request will say what is wrong, in its own words
+        echo(f"warning: warming up failed ({exc}); the first request tries again")
 
 
 @contextlib.contextmanager

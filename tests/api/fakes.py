@@ -29,10 +29,12 @@ def tag_of(messages: list[BaseMessage]) -> str:
 class EchoModel(BaseChatModel):
     """Answers "Answer for <tag> [1]." for the last ``tag-...`` word of the last message,
     streamed word by word with a pause (``delay``) so concurrent streams interleave.
-    Records every list of messages it was sent."""
+    Records every list of messages it was sent, and ``peak``: the most answers streamed at once."""
 
     delay: float = 0.01
     calls: list[list[BaseMessage]] = Field(default_factory=list)
+    peak: int = 0
+    _active: int = PrivateAttr(default=0)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @property
@@ -50,12 +52,19 @@ class EchoModel(BaseChatModel):
     def _stream(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:  # fmt: skip
         words = self.reply(messages).split(" ")
-        for i, word in enumerate(words):
-            time.sleep(self.delay)
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word if i == 0 else " " + word))
-            if run_manager is not None:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+        with self._lock:
+            self._active += 1
+            self.peak = max(self.peak, self._active)
+        try:
+            for i, word in enumerate(words):
+                time.sleep(self.delay)
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=word if i == 0 else " " + word))
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        finally:
+            with self._lock:
+                self._active -= 1
 
 
 class BrokenModel(EchoModel):

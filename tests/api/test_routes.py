@@ -115,3 +115,24 @@ def test_the_docs_describe_every_route(client) -> None:
     assert "orchard-rag" in spec["info"]["description"]
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert client.get("/docs").status_code == 200
+
+
+def test_the_agent_reports_its_tool_calls(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from orchard.api import create_app
+
+    orchard = scripted_orchard(tmp_path / "data", "print(17 * 23)", "print(17 * 23)", "17 * 23 is 391.")
+    body = TestClient(create_app(orchard)).post("/v1/chat/completions", json=ask("orchard-agent", "What is 17 * 23?")).json()
+    assert body["choices"][0]["message"]["content"] == "17 * 23 is 391."
+    extra = body["orchard"]
+    assert extra["mode"] == "agent" and extra["route"]["tool"] == "python"
+    assert extra["tool_calls"] == [{"tool": "python", "input": {"code": "print(17 * 23)"}, "output": "391", "ok": True}]
+
+
+def test_the_critique_option(client, orchard) -> None:
+    body = ask("orchard-rag", "When should apple trees be pruned? tag-c", orchard={"critique": True})
+    response = client.post("/v1/chat/completions", json=body).json()
+    assert response["choices"][0]["message"]["content"].startswith("Answer for tag-c [1].\n\nSources:")  # the draft once
+    [_question, answer] = orchard.conversations.messages("local", response["orchard"]["conversation_id"])
+    assert answer.meta["draft"] == "Answer for tag-c [1]." and len(answer.meta["critiques"]) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -74,6 +75,41 @@ def test_sigterm_stops_the_model_server_it_started(tmp_path: Path) -> None:
             process.kill()
     assert "stopping the embedded model server" in log.read_text()
     assert gone(child) and not listening(model_port) and not listening(api_port)
+
+
+def test_sigterm_during_an_answer_stops_within_the_grace_period(tmp_path: Path) -> None:
+    import httpx
+
+    from orchard.api.serve import GRACEFUL_SECONDS
+    from tests.api.helpers import ask
+    from tests.fakes import scripted_orchard
+
+    api_port, model_port = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    data = tmp_path / "data"
+    command = [sys.executable, "-m", "tests.api.serve_child", str(data), str(api_port), str(model_port), "3"]  # 3 s a word
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    received: list[str] = []
+    try:
+        wait_for_http(f"http://127.0.0.1:{api_port}/api/health", timeout=60, log=log)
+        body = ask("orchard-chat", "A slow answer, please. tag-slow", stream=True)
+        with httpx.stream("POST", f"http://127.0.0.1:{api_port}/v1/chat/completions", json=body, timeout=60) as response:
+            lines = response.iter_lines()
+            received.append(next(lines))  # the role chunk: the answer is being written
+            started = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(httpx.HTTPError):
+                received.extend(lines)
+        assert process.wait(timeout=30) == 0, log.read_text()
+        assert time.monotonic() - started < GRACEFUL_SECONDS + 10
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "data: [DONE]" not in received  # cut off: 6 words at 3 s do not fit in the grace period
+    assert not listening(api_port) and not listening(model_port)
+    orchard = scripted_orchard(data, "unused")
+    [conversation] = orchard.conversations.list("local")
+    assert [m.role for m in orchard.conversations.messages("local", conversation.id)] == ["user"]  # no broken answer
 
 
 def test_listening_beyond_loopback_without_keys_is_refused(tmp_path: Path, isolated_env: Path) -> None:

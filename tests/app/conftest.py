@@ -10,11 +10,8 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.fakes import RuleModel, app_orchard
+from tests.app.fakes import SAMPLES, RuleModel, app_orchard
 from tests.app.helpers import page as page_file
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "samples"
 
 
 def app_script() -> str:

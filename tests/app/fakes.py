@@ -24,6 +24,7 @@ from pydantic import Field
 
 from tests.fakes import AlwaysUp, HashEmbeddings
 
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 PYTHON_PROGRAM = "result = 17 * 23\nprint(result)"  # what the writer rule writes for "What is 17 * 23?"
 CHAT_REPLY = "Hello! How can I help?"
 CRITIQUE_REPLIES = {  # by principle of the packaged constitution

@@ -11,8 +11,7 @@ import openai
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
-from orchard.errors import EmptyStore
-from tests.app.fakes import CHAT_REPLY, PYTHON_PROGRAM, REVISION_START
+from tests.app.fakes import CHAT_REPLY, PYTHON_PROGRAM, REVISION_START, SAMPLES
 from tests.app.helpers import ask, button, page, texts
 
 pytestmark = pytest.mark.usefixtures("library")
@@ -217,7 +216,7 @@ def test_regenerate_keeps_the_earlier_answer_as_an_alternative(open_app, orchard
     button(at, "Regenerate").click().run()
     assert not at.exception
     assert model.questions("rag_answer") == ["When are apple trees pruned?"] * 2  # answered again
-    [question, answer] = orchard.conversations.messages("ana", at.query_params["c"])
+    [_, answer] = orchard.conversations.messages("ana", at.query_params["c"])
     assert [a.id for a in answer.alternatives] == [first.id]
     assert "Answer 2 of 2" in texts(at)
     at.feedback(key=f"rating_{answer.id}").set_value(1).run()  # the second: preferred
@@ -229,22 +228,56 @@ def test_regenerate_keeps_the_earlier_answer_as_an_alternative(open_app, orchard
     assert orchard.conversations.messages("ana", at.query_params["c"])[1].id == first.id
 
 
+def test_a_failed_regeneration_keeps_the_earlier_answer(open_app, orchard, model) -> None:
+    at = choose_mode(open_app(), "rag")
+    ask(at, "When are apple trees pruned?")
+    [_, first] = orchard.conversations.messages("ana", at.query_params["c"])
+    model.error = RuntimeError("boom")
+    button(at, "Regenerate").click().run()
+    assert not at.exception
+    assert "Something went wrong while answering (RuntimeError)" in at.error[0].value
+    [_, kept] = orchard.conversations.messages("ana", at.query_params["c"])
+    assert kept.id == first.id and kept.content == first.content and not kept.alternatives
+    button(at, "Show the earlier answer").click().run()
+    assert "late winter" in at.chat_message[1].markdown[0].value
+
+
+def server_down(orchard, model) -> None:
+    model.error = openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:8000/v1/chat/completions"))
+
+
+def library_emptied(orchard, model) -> None:
+    for document in orchard.library.documents():
+        orchard.library.delete(document["source"])
+
+
+def a_bug(orchard, model) -> None:
+    model.error = RuntimeError("boom")
+
+
+def repaired(orchard, model) -> None:
+    model.error = None
+    if not orchard.library.count():
+        orchard.library.ingest([str(SAMPLES)], progress=False)
+
+
 @pytest.mark.parametrize(
-    ("error", "expected"),
+    ("failure", "expected"),
     [
-        (openai.APIConnectionError(request=httpx.Request("POST", "http://127.0.0.1:8000/v1/chat/completions")), "orchard serve"),
-        (EmptyStore("/data/store"), "Add documents"),
-        (RuntimeError("boom"), "Something went wrong while answering (RuntimeError)"),
+        (server_down, "orchard serve"),
+        (library_emptied, "Add documents"),
+        (a_bug, "Something went wrong while answering (RuntimeError)"),
     ],
 )
-def test_errors_are_messages_and_the_question_is_kept(open_app, orchard, model, error, expected) -> None:
-    model.error = error  # the model server went away, the library was emptied, a bug
+def test_errors_are_messages_and_the_question_is_kept(open_app, orchard, model, failure, expected) -> None:
+    failure(orchard, model)
     at = ask(open_app(), "Will this work?")
     assert expected in at.error[0].value
     assert at.chat_message[0].markdown[0].value == "Will this work?"
     [stored] = orchard.conversations.messages("ana", at.query_params["c"])
     assert stored.content == "Will this work?"
-    model.error = None
+    assert button(at, "Answer it now")  # offered at once, under the error
+    repaired(orchard, model)
     reloaded = open_app(c=at.query_params["c"])
     assert "This question has no answer yet." in texts(reloaded)
     button(reloaded, "Answer it now").click().run()
@@ -267,7 +300,7 @@ def test_rename_and_delete_a_conversation(open_app, orchard) -> None:
     at = ask(open_app(), "First question")
     chat_id = at.query_params["c"]
     at.menu_button[0].click("Rename").run()
-    field = [t for t in at.text_input if t.label == "New title"][0]
+    field = next(t for t in at.text_input if t.label == "New title")
     field.input("Pruning notes")
     button(at, "Rename").click().run()
     assert not at.exception

@@ -73,7 +73,7 @@ def test_delete_a_document_after_confirming(open_app, library) -> None:
     at.button(key=f"confirm_delete_{target}").click().run()
     assert not at.exception
     assert target not in {d["source"] for d in library.library.documents()}
-    assert f"Deleted {target}" in [t.value for t in at.toast][0]
+    assert f"Deleted {target}" in next(t.value for t in at.toast)
 
 
 def test_reindex_reads_the_uploaded_files_again(open_app, orchard) -> None:

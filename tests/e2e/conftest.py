@@ -1,6 +1,8 @@
-"""Browser tests: `streamlit run app.py` driven by Playwright in Debian's chromium.
+"""Browser tests: `orchard app` (the packaged Streamlit script) driven by Playwright in Debian's
+chromium.
 
-One app server per module, over the sample documents, answering with the live model. Each test
+One app server per module, over the sample documents, answering with the live model. It runs
+outside the checkout (no .streamlit/config.toml, no app.py: what a wheel install has). Each test
 signs in under its own user name, so its conversations are its own (the app scopes history by
 user); the library is shared.
 """
@@ -43,7 +45,7 @@ def browser():  # ended with this module, so later async tests can start their o
 
 @dataclass
 class AppServer:
-    """A running ``streamlit run app.py`` and the data folder it keeps its state in."""
+    """A running ``orchard app`` and the data folder it keeps its state in."""
 
     data_dir: Path
     workdir: Path
@@ -53,11 +55,7 @@ class AppServer:
 
     def start(self) -> None:
         port = free_port()
-        command = [
-            sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-            "--server.address", "127.0.0.1", "--server.headless", "true",
-            "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-        ]  # fmt: skip
+        command = [sys.executable, "-m", "orchard", "app", "--port", str(port), "--address", "127.0.0.1"]
         self.url = f"http://127.0.0.1:{port}"
         log = self.workdir / f"streamlit-{port}.log"
         self._stack.enter_context(
@@ -69,30 +67,42 @@ class AppServer:
         self._stack = ExitStack()
 
     def restart(self) -> None:
-        """Stop the server process and start a new one on the same data (a server restart)."""
+        """Stop the server process (SIGTERM) and start a new one on the same data (a server restart)."""
         self.stop()
         self.start()
 
-    def service(self) -> Any:
-        """A service on the same data folder, to look at what the app stored (no model use)."""
+    def orchard(self) -> Any:
+        """Orchard on the same data folder, to look at what the app stored (no model use)."""
         from orchard.config import Settings
-        from orchard.service import ChatService
+        from orchard.usecases import build_orchard
+        from tests.fakes import AlwaysUp
 
-        return ChatService(Settings(data_dir=self.data_dir))
+        return build_orchard(Settings(data_dir=self.data_dir), model_server=AlwaysUp())
+
+    def seed_answer(self, user: str, question: str, answer: str, meta: dict[str, Any]) -> tuple[str, int]:
+        """A stored question and answer (conversation id, answer id), written to the state
+        database directly: a test's setup, without the model."""
+        from orchard.components import Components
+        from orchard.config import Settings
+
+        turns = Components(Settings(data_dir=self.data_dir)).conversations
+        chat = turns.create(user)
+        turns.add_message(user, chat.id, "user", question)
+        return chat.id, turns.add_message(user, chat.id, "assistant", answer, meta=meta).id
 
 
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory: pytest.TempPathFactory, live_server: str, embedder) -> Iterator[AppServer]:
     """The real app on a free port, over the sample documents, answering with the live model."""
+    from orchard.components import Components
     from orchard.config import Settings
-    from orchard.service import ChatService
+    from orchard.usecases import build_orchard
+    from tests.fakes import AlwaysUp
 
     workdir = tmp_path_factory.mktemp("app")
     data = workdir / "data"
-    service = ChatService(Settings(data_dir=data))
-    service.__dict__["embeddings"] = embedder
-    service.ingest(["samples"], progress=False, base=ROOT)  # sources read samples/NAME
-    shutil.copytree(ROOT / ".streamlit", workdir / ".streamlit")  # the app's theme and toolbar
+    library = build_orchard(components=Components(Settings(data_dir=data), embeddings=embedder), model_server=AlwaysUp()).library
+    library.ingest(["samples"], progress=False, base=ROOT)  # read below ROOT; sources read samples/NAME
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ORCHARD_")},
         "ORCHARD_DATA_DIR": str(data),
