@@ -51,19 +51,26 @@ def streamlit_command(*, port: int, address: str) -> list[str]:
     ]  # fmt: skip
 
 
+class _Stopped(KeyboardInterrupt):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (service managers, ``kill``) interrupts like Ctrl-C while the model server starts,
-    so its start is undone; restores the previous handler afterwards."""
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM (service managers, ``kill``) and SIGINT interrupt the model server's start, so the
+    start is undone; the previous handlers come back afterwards."""
 
-    def _interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    def _interrupt(signum: int, _frame: object) -> None:
+        raise _Stopped(signum)
 
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def launch_app(settings: Settings, *, port: int, address: str, echo: Callable[[str], None]) -> int:
@@ -73,15 +80,15 @@ def launch_app(settings: Settings, *, port: int, address: str, echo: Callable[[s
 
     orchard = build_orchard(settings)
     handle = None
-    with _sigterm_interrupts():
+    with _signals_interrupt():
         try:
             handle = orchard.model_server.start_for_app(echo=echo)
             env = dict(os.environ, ORCHARD_DATA_DIR=str(settings.data_dir))
             echo(f"Orchard is at http://{address}:{port}  (Ctrl-C stops it)")
             # While Streamlit runs, its handlers replace ours: SIGTERM/SIGINT stop its process group.
             return server.run_foreground(streamlit_command(port=port, address=address), env=env)
-        except KeyboardInterrupt:
-            return 128 + signal.SIGINT
+        except _Stopped as stopped:
+            return 128 + stopped.signum
         finally:
             if handle is not None:
                 handle.stop()

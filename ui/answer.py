@@ -18,6 +18,7 @@ import streamlit as st
 from orchard.events import (
     AnswerEvent,
     AnswerResult,
+    Cited,
     CritiqueMade,
     Done,
     DraftToken,
@@ -129,8 +130,8 @@ def tokens(events: Iterable[AnswerEvent], view: LiveView, done: list[AnswerResul
                 view.tool_call(call.as_dict())
             case RouteChosen():
                 view.route(event)
-            case SourcesFound():
-                pass  # drawn under the answer once it is complete (which ones it cites is known then)
+            case SourcesFound() | Cited():
+                pass  # drawn under the answer from Done's result: which sources it cites is known then
             case Done(result):
                 done.append(result)
 

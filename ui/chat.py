@@ -183,7 +183,7 @@ def unanswered(user: str, conversation: Any, messages: list[Any]) -> None:
 
 
 def retry_button(user: str, conversation: Any) -> None:
-    """"Answer it now" for the conversation's last question, if it has no answer."""
+    """The "Answer it now" button for the conversation's last question, if it has no answer."""
     try:
         last = state.orchard().conversations.messages(user, conversation.id)[-1]
     except Exception:  # the page shows the conversation's own error

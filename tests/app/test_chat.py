@@ -344,3 +344,22 @@ def test_data_sources_are_attached_to_the_conversation(open_app, orchard, model,
     [attached] = [line for line in model.sent("agent_route")[-1][0].text.splitlines() if "(tables:" in line]
     assert "sales" in attached and "customers" in attached  # both sources reached the agent
     assert at.chat_message[1].markdown[-1].value == "17 × 23 = 391."
+
+
+def test_an_answer_stored_by_an_earlier_version_still_shows(open_app, orchard) -> None:
+    """Messages stored before the typed events (the app folded the stream itself) keep their meta."""
+    turns = orchard.components.conversations  # seeding the state database as the old app left it
+    chat = turns.create("ana", mode="auto")
+    turns.add_message("ana", chat.id, "user", "When are apple trees pruned?")
+    old_meta = {
+        "question": "When are apple trees pruned?", "requested_mode": "auto", "mode": "rag", "route": {"tool": "search_docs",
+        "kind": "documents", "mode": "rag", "reason": "a question for the documents"}, "tool_calls": [], "cited": [1],
+        "sources": [{"n": 1, "source": "samples/fruit-tree-care.html", "section": "Pruning", "text": "Prune in late winter."}],
+        "grounded": True, "model": "qwen2.5-coder-0.5b-instruct", "seconds": 2.5, "first_token_s": 1.2,
+        "asked_epoch": 1700000000.0, "first_token_epoch": 1700000001.2, "warm_up_wait_s": 0.0,
+    }  # fmt: skip
+    turns.add_message("ana", chat.id, "assistant", "In late winter [1].", meta=old_meta)
+    at = open_app(c=chat.id)
+    assert at.chat_message[1].markdown[0].value == "In late winter :green-badge[1]."
+    assert at.expander[0].label == "[1] samples/fruit-tree-care.html · Pruning"
+    assert "Auto → Documents · qwen2.5-coder-0.5b-instruct · 2.5 s" in texts(at)
