@@ -148,7 +148,6 @@ def freeze_constitution(source: Path, prompts_dir: Path) -> dict:
     import subprocess
 
     from orchard.chains import constitutional
-
     from orchard.constitution import load_constitution
 
     prompts_dir.mkdir(parents=True, exist_ok=True)

@@ -206,7 +206,6 @@ def run_latency(store_dir: Path, base_url: str, repeats: int) -> dict:
         stream_usage=False,
     )
     from orchard.chains.rag import fit_context, format_context
-
     from orchard.prompts import load_prompt
 
     prompt = load_prompt("rag_answer")

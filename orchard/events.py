@@ -216,9 +216,8 @@ AnswerEvent = RouteChosen | Standalone | SourcesFound | ToolCalled | DraftToken 
 
 def chunk_events(chunk: Mapping[str, Any]) -> Iterator[AnswerEvent]:
     """The events in one chain chunk (the dict protocol of ``orchard.chains``), in a fixed order."""
-    if "mode" in chunk or "route" in chunk:
-        if chunk.get("route") is not None or chunk.get("mode"):
-            yield RouteChosen.from_route(chunk.get("route"), chunk.get("mode"))
+    if chunk.get("route") is not None or chunk.get("mode"):
+        yield RouteChosen.from_route(chunk.get("route"), chunk.get("mode"))
     if chunk.get("question"):
         yield Standalone(str(chunk["question"]))
     if "sources" in chunk:

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchard.config import EDITABLE, SAVED_SETTINGS_FILE, Settings, load_settings
+from orchard.config import EDITABLE, SAVED_SETTINGS_FILE, Settings
 
 FILE_NAME = SAVED_SETTINGS_FILE
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from orchard.components import Components
 from orchard.config import Settings
-from orchard.usecases.answering import MODES, AnswerRequest, Answering
+from orchard.usecases.answering import MODES, Answering, AnswerRequest
 from orchard.usecases.conversations import Conversations
 from orchard.usecases.customization import Customization
 from orchard.usecases.feedback import Feedback

@@ -22,7 +22,7 @@ from orchard.components import Components
 from orchard.db import NotFound
 from orchard.errors import OrchardError
 from orchard.events import AnswerEvent, AnswerResult, AnswerStream, Done
-from orchard.usecases.answering import AnswerRequest, Answering
+from orchard.usecases.answering import Answering, AnswerRequest
 from orchard.usecases.library import safe_file_name
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx")

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from orchard.chains.rag import NO_ANSWER
 
+from orchard.chains.rag import NO_ANSWER
 from orchard.events import Token
 from orchard.usecases import AnswerRequest
 
