@@ -30,7 +30,7 @@ STOP_WORDS = frozenset(
     over own same she should so some such than that the their theirs them themselves then there
     these they this those through to too under until up very was we were what when where which
     while who whom why will with would you your yours yourself yourselves way use using want get
-    """.split()  # noqa: SIM905 - a paragraph of words reads better than 130 quoted ones
+    """.split()
 )
 
 

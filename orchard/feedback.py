@@ -136,14 +136,14 @@ class FeedbackStore:
                 columns = ", ".join(values)
                 marks = ", ".join("?" for _ in values)
                 row_id = conn.execute(
-                    f"INSERT INTO feedback ({columns}) VALUES ({marks})",  # noqa: S608 (names are ours)
+                    f"INSERT INTO feedback ({columns}) VALUES ({marks})",
                     tuple(values.values()),
                 ).lastrowid
             else:
                 row_id = earlier["id"]
                 assignments = ", ".join(f"{name} = ?" for name in values)
                 conn.execute(
-                    f"UPDATE feedback SET {assignments} WHERE id = ?",  # noqa: S608 (names are ours)
+                    f"UPDATE feedback SET {assignments} WHERE id = ?",
                     (*values.values(), row_id),
                 )
         return _feedback(self.db.read("SELECT * FROM feedback WHERE id = ?", (row_id,))[0])

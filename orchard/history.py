@@ -253,7 +253,7 @@ class ConversationStore:
         assignments = ", ".join(f"{name} = ?" for name in columns)
         with self.db.transaction() as conn:
             changed = conn.execute(  # the column names are ours, never the caller's
-                f"UPDATE conversations SET {assignments} WHERE id = ? AND user = ?",  # noqa: S608
+                f"UPDATE conversations SET {assignments} WHERE id = ? AND user = ?",
                 (*columns.values(), str(conversation_id), user),
             ).rowcount
         if not changed:

@@ -19,7 +19,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".csv"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".pdf"}
 

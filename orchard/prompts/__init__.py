@@ -251,7 +251,7 @@ def _description(path: Path) -> str:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         return raw["description"].strip().splitlines()[0]
-    except Exception:  # noqa: BLE001 - whatever is broken, check_prompts reports it
+    except Exception:
         return "(invalid prompt file: run `orchard prompts check`)"
 
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.unit.test_sql_tool import make_db
-from tests.unit.test_table_tool import make_files
 from orchard.tools.base import ToolFailed, ToolRefused, run_tool
 from orchard.tools.sql import SQLTool, connect_sqlite
 from orchard.tools.table import TableTool
+from tests.unit.test_sql_tool import make_db
+from tests.unit.test_table_tool import make_files
 
 
 def snapshot(files: list[Path]) -> dict:
@@ -149,7 +149,7 @@ def run_raw(db: Path, query: str, **walls: bool) -> None:
 @pytest.mark.parametrize("wall", list(WALLS))
 def test_each_sqlite_wall_alone_refuses_writes_to_the_database(db: Path, wall: str, query: str) -> None:
     before = snapshot([db])
-    with pytest.raises(sqlite3.Error, match="readonly|not authorized|authorization denied"):
+    with pytest.raises(sqlite3.Error, match=r"readonly|not authorized|authorization denied"):
         run_raw(db, query, **WALLS[wall])
     assert snapshot([db]) == before
 
@@ -161,7 +161,7 @@ def test_each_sqlite_wall_alone_refuses_writes_to_the_database(db: Path, wall: s
 ])
 def test_the_authorizer_alone_refuses_what_escapes_the_file(db: Path, query: str) -> None:
     before = snapshot([db])
-    with pytest.raises(sqlite3.Error, match="not authorized|authorization denied"):
+    with pytest.raises(sqlite3.Error, match=r"not authorized|authorization denied"):
         run_raw(db, query, **WALLS["authorizer only"])
     assert snapshot([db]) == before
 

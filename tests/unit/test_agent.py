@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.tools import BaseTool, tool
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from orchard.agents.agent import agent_result, build_agent
 from orchard.agents.router import QuestionRouter, parse_kind
 from orchard.agents.writers import extract_code
 from orchard.prompts import load_prompt
-from tests.fakes import ScriptedToolModel
 from orchard.tools.base import ToolFailed, error_text
+from tests.fakes import ScriptedToolModel
 
 
 class _Query(BaseModel):
@@ -28,7 +28,7 @@ class FakeSQL(BaseTool):
     description: str = "Run one SELECT."
     args_schema: type[BaseModel] = _Query
     handle_tool_error: Any = error_text
-    seen: list[str] = []
+    seen: list[str] = Field(default_factory=list)
 
     def vocabulary(self) -> list[str]:
         return ["orders", "customer_id", "amount", "towns", "population", "Lisbon"]

@@ -78,7 +78,7 @@ def test_a_user_file_shadows_the_packaged_one(user_dir: Path) -> None:
     assert constitution_source(user_dir) == (user_dir / "constitution.yaml", "override")
     assert [p.name for p in load_constitution(user_dir).principles] == ["kind", "brief"]
     assert constitution_text(user_dir) == dedent(VALID)
-    assert [p.name for p in load_constitution().principles][0] == "harmless"  # no user_dir: packaged
+    assert load_constitution().principles[0].name == "harmless"  # no user_dir: packaged
 
 
 def test_an_invalid_override_is_an_error_naming_the_file_and_the_field(user_dir: Path) -> None:
@@ -139,7 +139,7 @@ def test_save_then_load_then_reset(tmp_path: Path) -> None:
     assert [p.name for p in load_constitution(user_dir).principles] == ["kind", "brief"]
     assert [f.name for f in user_dir.iterdir()] == ["constitution.yaml"]  # no temporary file left
     assert reset_constitution(user_dir) is True
-    assert [p.name for p in load_constitution(user_dir).principles][0] == "harmless"
+    assert load_constitution(user_dir).principles[0].name == "harmless"
     assert reset_constitution(user_dir) is False
     assert reset_constitution(None) is False
 
@@ -403,7 +403,7 @@ def test_with_critique_around_a_chain_that_returns_a_message_and_takes_a_string(
 def test_with_critique_needs_an_answer_key() -> None:
     chain = RunnableLambda(lambda x: {"messages": []})
     llm = ScriptedChatModel.with_replies()
-    with pytest.raises(ValueError, match="'answer' key .*got keys: messages"):
+    with pytest.raises(ValueError, match=r"'answer' key .*got keys: messages"):
         with_critique(chain, llm=llm, constitution=rules()).invoke({"question": "q"})
     assert llm.calls == []
 

@@ -142,7 +142,7 @@ def test_concurrent_ratings_from_threads_do_not_fail(db: Database, tmp_path: Pat
                 rating = "up" if n % 2 else "down"
                 rate(stores[index % 2], f"q{n}", f"a{index}", rating, user=f"u{index}", message_id=n)
                 ProfileStore(db).update_profile_from_feedback(f"u{index}")
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]

@@ -123,7 +123,7 @@ def test_chat_renders_with_history() -> None:
 
 
 def test_unknown_prompt_name_lists_the_known_ones() -> None:
-    with pytest.raises(PromptError, match="unknown prompt 'nope'.*chat, condense_question, rag_answer"):
+    with pytest.raises(PromptError, match=r"unknown prompt 'nope'.*chat, condense_question, rag_answer"):
         load_prompt("nope")
 
 
@@ -280,7 +280,7 @@ def test_load_prompt_file_without_expectations_checks_consistency_only(tmp_path:
         "[context,", "[ctx,"
     ))
     assert sorted(load_prompt_file(path, expected=None).input_variables) == ["ctx", "question"]
-    with pytest.raises(PromptError, match="missing: {context}"):
+    with pytest.raises(PromptError, match=r"missing: {context}"):
         load_prompt_file(path, expected={"context", "question", "history"})
 
 

@@ -8,6 +8,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.retrievers import BaseRetriever
+from pydantic import Field
 
 from orchard.chains.chat import build_chat_chain
 from orchard.chains.rag import NO_ANSWER, build_rag_chain, cited_numbers, format_context
@@ -21,7 +22,7 @@ class ListRetriever(BaseRetriever):
     """Returns fixed documents and records the queries it got."""
 
     docs: list[Document]
-    queries: list[str] = []
+    queries: list[str] = Field(default_factory=list)
 
     def _get_relevant_documents(self, query: str, *, run_manager) -> list[Document]:
         self.queries.append(query)

@@ -11,9 +11,9 @@ from langchain_tests.unit_tests import ToolsUnitTests
 from orchard.ingest import ingest
 from orchard.retriever import HybridRetriever
 from orchard.store import DocumentStore, make_chroma_client
-from tests.fakes import HashEmbeddings
 from orchard.tools.base import run_tool
 from orchard.tools.search_docs import SearchDocsTool
+from tests.fakes import HashEmbeddings
 
 
 def library(tmp_path: Path) -> HybridRetriever:
