@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from orchard.user_settings import load_settings
+from orchard.config import load_settings
 from tests.app.helpers import ask, button, texts
 
 

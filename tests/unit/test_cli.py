@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchard.cli import app
-from tests.fakes import AlwaysUp, HashEmbeddings, ScriptedChatModel
+from tests.fakes import AlwaysUp
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -29,26 +29,6 @@ def docs(tmp_path: Path) -> Path:
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
     (folder / "empty.md").write_text("")
     return folder
-
-
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch):
-    """``scripted(*replies)``: every command's Orchard (on the settings the CLI loaded) answers
-    with a ScriptedChatModel and embeds with bag-of-words vectors; returns the model."""
-    from orchard.components import Components
-    from orchard.usecases import build_orchard
-
-    def make(*replies: str) -> ScriptedChatModel:
-        model = ScriptedChatModel.with_replies(*replies)
-
-        def build(settings, **parts):
-            components = Components(settings, llm=model, embeddings=HashEmbeddings(), **parts)
-            return build_orchard(components=components, model_server=AlwaysUp(settings))
-
-        monkeypatch.setattr("orchard.cli.make_orchard", build)
-        return model
-
-    return make
 
 
 def test_help_explains_the_commands() -> None:

@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from orchard.cli import app
 from orchard.constitution import load_constitution
-from tests.fakes import AlwaysUp, HashEmbeddings, ScriptedChatModel
 
 runner = CliRunner()
 
@@ -221,26 +220,6 @@ def test_profile_set_show_delete() -> None:
 
 
 # --- ask --critique / --user with a scripted model ----------------------------------------------
-
-
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch):
-    """``scripted(*replies)``: every command's Orchard (on the settings the CLI loaded) answers
-    with a ScriptedChatModel, through the CLI's one builder; returns the model."""
-    from orchard.components import Components
-    from orchard.usecases import build_orchard
-
-    def make(*replies: str) -> ScriptedChatModel:
-        model = ScriptedChatModel.with_replies(*replies)
-
-        def build(settings, **parts):
-            components = Components(settings, llm=model, embeddings=HashEmbeddings(), **parts)
-            return build_orchard(components=components, model_server=AlwaysUp(settings))
-
-        monkeypatch.setattr("orchard.cli.make_orchard", build)
-        return model
-
-    return make
 
 
 def verdicts(failing: str | None = None) -> list[str]:
