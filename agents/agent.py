@@ -258,8 +258,8 @@ class _AgentChunker:
                 elif isinstance(message, ToolMessage):
                     out.append({"tool_calls": [tool_call_record(message, self.calls.get(message.tool_call_id))]})
                     if (more := add_sources(self.sources, message)) is not self.sources:  # a search added some
+                        out.append({"sources": more[len(self.sources) :]})  # only the new ones: chunks add up
                         self.sources = more
-                        out.append({"sources": list(self.sources)})
         return out
 
 
@@ -272,7 +272,7 @@ def _agent_input(inputs: dict[str, Any]) -> dict[str, Any]:
 def build_agent_chain(agent: Any) -> Runnable:
     """The agent as a chain of the chains' protocol: input ``{"question", "history"}``, output
     chunks ``mode``+``route``, ``tool_calls`` (a list of one record per call, so that chunks add
-    up), ``sources`` (from search_docs: the whole list so far each time) and ``answer`` — so :func:`orchard.chains.constitutional.with_critique`
+    up), ``sources`` (from search_docs: each search's new records, numbered on; chunks add up) and ``answer`` — so :func:`orchard.chains.constitutional.with_critique`
     and the answering use case treat it like the RAG and chat chains.
     ``invoke``/``stream``/``ainvoke``/``astream`` all work (one plan: :mod:`orchard.chains.plans`).
     """

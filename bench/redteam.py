@@ -156,7 +156,7 @@ def freeze_constitution(source: Path, prompts_dir: Path) -> dict:
     constitution = load_constitution(prompts_dir)
     prompts = repr(constitutional.CRITIQUE_PROMPT) + repr(constitutional.REVISION_PROMPT)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "chains/constitutional.py", "chains/verdicts.py", "orchard/constitution.yaml"],
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "chains/constitutional.py", "chains/verdicts.py", "chains/plans.py", "orchard/constitution.yaml"],
                            capture_output=True, text=True).stdout.strip()  # fmt: skip
     return {
         "constitution_file": str(source),

@@ -255,9 +255,6 @@ class _Draft:
     """Accumulates the wrapped chain's streamed output; says what to pass on as it arrives."""
 
     HELD = ("cited", "grounded")  # RAG, chat: recomputed for a revised answer, so sent at the end
-    #: Each ``sources`` chunk carries the whole list so far (the agent numbers a second search's
-    #: passages on), so the last one is the list — as in :class:`orchard.events.AnswerFold`.
-    LATEST = ("sources",)
 
     def __init__(self) -> None:
         self.fields: dict[str, Any] = {}
@@ -291,7 +288,7 @@ class _Draft:
 
     def _keep(self, key: str, value: Any) -> None:
         old = self.fields.get(key)
-        if key in self.LATEST or old is None or value is None:
+        if old is None or value is None:
             self.fields[key] = value
             return
         try:
@@ -340,7 +337,7 @@ def with_critique(
     ``chain`` may output a string, a message, or a dict with an ``answer`` key (the RAG, chat and
     agent chains). The input goes to ``chain`` unchanged. The output is the chain's dict (or
     ``{}`` for text) with ``answer`` replaced by the revision, plus ``draft`` and ``critiques``;
-    every other key (``question``, ``sources``, ``route``, ``tool_call`` ...) is kept. When the
+    every other key (``question``, ``sources``, ``route``, ``tool_calls`` ...) is kept (lists add up). When the
     answer was revised and the output has ``sources``, ``cited`` is recomputed from the revised
     answer's ``[n]`` markers, and ``grounded`` stays True only if it still cites a source (a
     refusal is not grounded); a chain that sends no ``cited``/``grounded`` gets none.

@@ -132,10 +132,9 @@ def evaluate(
     as_json: JsonOpt = False,
 ) -> None:
     """Retrieval quality on a question file: hit@k and MRR@10 of the source pages."""
-    from orchard.evaluate import evaluate_retrieval, load_questions
+    from orchard.evaluate import load_questions
 
-    asked = load_questions(questions)
-    result = evaluate_retrieval(asked, retriever=command_orchard(store).components.retriever, k=k)
+    result = command_orchard(store).library.evaluate_retrieval(load_questions(questions), k=k)
     if as_json:
         _print_json(result)
         return

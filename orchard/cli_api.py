@@ -16,9 +16,9 @@ def _echo(message: str) -> None:
 
 
 def _orchard() -> Any:
-    from orchard.usecases import build_orchard
+    from orchard.cli import command_orchard
 
-    return build_orchard(notify=_echo)
+    return command_orchard()  # the CLI's one builder (tests inject parts there)
 
 
 def api_command(

@@ -88,7 +88,7 @@ def add_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a rating made elsewhere; the user's derived profile lines are updated from it."""
-    from orchard.feedback import RATINGS
+    from orchard.usecases.feedback import RATINGS
 
     if rating not in RATINGS:
         _fail(f"invalid rating {rating!r} — expected 'up' or 'down'")
@@ -154,7 +154,7 @@ def export_command(
     dpo: every up-rated answer paired with every down-rated one of the same prompt (an answer
     rated both ways is left out); load with `datasets.load_dataset("json", data_files=FILE)`.
     """
-    from orchard.feedback import EXPORT_FORMATS
+    from orchard.usecases.feedback import EXPORT_FORMATS
 
     if fmt not in EXPORT_FORMATS:
         _fail(f"unknown export format {fmt!r} — expected one of {', '.join(EXPORT_FORMATS)}")

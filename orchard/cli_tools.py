@@ -1,7 +1,7 @@
 """``orchard tools``: list the agent's tools and run one by hand.
 
 For users debugging a tool (what does the sandbox say to this program? is this query refused?) and
-for tests. The tools are the composition root's (:meth:`orchard.components.Components.tools`).
+for tests. The tools are those an agent question gets (:meth:`orchard.usecases.answering.Answering.tools`).
 ``run`` prints ``{"ok", "output", "error"}`` with ``--json``; a refused or failed call is
 ``ok: false`` with the reason in ``error`` (exit code 1 without ``--json``).
 """
@@ -25,15 +25,15 @@ TableOpt = Annotated[list[Path] | None, typer.Option("--table", help="A CSV/XLSX
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="Chroma store folder (default: ORCHARD_STORE_DIR).")]
 
 
-def _components(store: Path | None) -> Any:
-    """The components of the command's Orchard, with the schema tools on (a person running a tool
+def _orchard(store: Path | None) -> Any:
+    """The command's Orchard, with the schema tools on (a person running a tool
     by hand may want sql_schema/table_schema, whatever ORCHARD_TOOL_CALLING says)."""
     from orchard.cli import cli_settings, make_orchard
     from orchard.components import ToolSessions
 
     settings = cli_settings(store)
     sessions = ToolSessions(max_rows=settings.sql_max_rows, timeout=settings.tool_timeout, schema_tools=True)
-    return make_orchard(settings, tool_sessions=sessions).components
+    return make_orchard(settings, tool_sessions=sessions)
 
 
 @app.command("list")
@@ -46,7 +46,7 @@ def list_command(
     """Every tool, whether it is available with what is attached, and its arguments."""
     from orchard.tools import describe_tools
 
-    rows = describe_tools(_components(store).tools(db_url=db, tables=table or ()))
+    rows = describe_tools(_orchard(store).answers.tools(db_url=db, tables=table or ()))
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -74,8 +74,8 @@ def run_command(
     except json.JSONDecodeError as exc:
         result: dict[str, Any] = {"ok": False, "output": "", "error": f"--input is not JSON: {exc}"}
     else:
-        parts = _components(store)
-        available = {t.name: t for t in parts.tools(db_url=db, tables=table or ())}
+        orchard = _orchard(store)
+        available = {t.name: t for t in orchard.answers.tools(db_url=db, tables=tuple(table or ()))}
         if name not in TOOL_NAMES:
             result = {"ok": False, "output": "", "error": f"no tool named {name!r}; tools: {', '.join(TOOL_NAMES)}"}
         elif name not in available:
@@ -84,7 +84,7 @@ def run_command(
             result = {"ok": False, "output": "", "error": "--input must be a JSON object, e.g. {\"query\": \"...\"}"}
         else:
             result = run_tool(available[name], arguments)
-        parts.close()  # the sql tool's connection pool
+        orchard.close()  # the sql tool's connection pool
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, indent=2))
         return

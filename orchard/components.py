@@ -192,11 +192,11 @@ class Components:
             lambda: ToolSessions(max_rows=s.sql_max_rows, timeout=s.tool_timeout, schema_tools=s.tool_calling == "auto"),
         )
 
-    def tools(self, *, db_url: str | None = None, tables: Sequence[str | Path] = ()) -> list[Any]:
+    def tools(self, *, db_url: str | None = None, tables: Sequence[str | Path] = (), retriever: Any = None) -> list[Any]:
         """The tools for what is attached (``db_url`` defaults to ORCHARD_DB_URL; search_docs only
-        when documents are ingested)."""
-        retriever = self.retriever if self.store.count() > 0 else None
-        return self.tool_sessions.tools(db_url=db_url or self.settings.db_url, tables=tables, retriever=retriever)
+        when documents are ingested, over ``retriever`` — default: the hybrid retriever)."""
+        search = (retriever or self.retriever) if self.store.count() > 0 else None
+        return self.tool_sessions.tools(db_url=db_url or self.settings.db_url, tables=tables, retriever=search)
 
     def close(self) -> None:
         if "tool_sessions" in self._parts:

@@ -59,25 +59,26 @@ class SavedSettingsSource(PydanticBaseSettingsSource):
             data_dir = source().get("data_dir") or data_dir
             if data_dir:
                 break
-        folder = Path(str(data_dir)).expanduser() if data_dir else _default_data_dir()
-        try:
-            raw = json.loads((folder / SAVED_SETTINGS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}  # missing or hand-broken: the defaults (never locks the user out)
-        if not isinstance(raw, dict):
-            return {}
-        return {k: v for k, v in raw.items() if k in EDITABLE and _valid(self.settings_cls.model_fields[k], v)}
+        saved = saved_overrides(Path(str(data_dir)).expanduser() if data_dir else _default_data_dir())
+        return {k: v for k, v in saved.items() if _valid(self.settings_cls, k, v)}
 
 
-def _valid(field: FieldInfo, value: Any) -> bool:
-    """Does ``value`` pass the field's type and constraints? (A hand-edited file may not.)"""
-    from typing import Annotated
+def saved_overrides(data_dir: Path) -> dict[str, Any]:
+    """The saved :data:`EDITABLE` fields (a missing or unreadable file: none; others ignored)."""
+    try:
+        raw = json.loads((Path(data_dir) / SAVED_SETTINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in raw.items() if k in EDITABLE} if isinstance(raw, dict) else {}
 
-    from pydantic import TypeAdapter, ValidationError
+
+def _valid(settings_cls: type[BaseSettings], name: str, value: Any) -> bool:
+    """Does ``value`` pass the field's type, constraints and validators? A hand-edited file may
+    hold values that do not; they are dropped one by one, so the rest still applies."""
+    from pydantic import ValidationError
 
     try:
-        kind = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
-        TypeAdapter(kind).validate_python(value)
+        settings_cls.__pydantic_validator__.validate_assignment(settings_cls.model_construct(), name, value)
     except ValidationError:
         return False
     return True

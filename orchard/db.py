@@ -25,7 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from orchard.errors import OrchardError
+from orchard.errors import NotFound, OrchardError
+
+__all__ = ["DB_FILENAME", "Database", "NotFound", "db_path", "now", "to_json", "validate_user"]
 
 DB_FILENAME = "orchard.sqlite3"
 USER_MAX_CHARS = 64
@@ -96,13 +98,6 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class NotFound(OrchardError, KeyError):
-    """No such record for this user. Another user's record is reported exactly like a missing one."""
-
-    def __str__(self) -> str:  # KeyError would print the message quoted
-        return str(self.args[0]) if self.args else "not found"
 
 
 def db_path(data_dir: str | Path) -> Path:

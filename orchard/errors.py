@@ -41,3 +41,10 @@ class EmptyStore(OrchardError):
         super().__init__(
             f"the document store at {where} is empty — add documents with `orchard ingest PATH...`"
         )
+
+
+class NotFound(OrchardError, KeyError):
+    """No such record for this user. Another user's record is reported exactly like a missing one."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else "not found"

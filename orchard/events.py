@@ -222,8 +222,6 @@ def chunk_events(chunk: Mapping[str, Any]) -> Iterator[AnswerEvent]:
         yield Standalone(str(chunk["question"]))
     if "sources" in chunk:
         yield SourcesFound(tuple(Source.from_record(s) for s in chunk["sources"] or ()))
-    if chunk.get("tool_call"):
-        yield ToolCalled(ToolCallRecord(**_tool_call_fields(chunk["tool_call"])))
     for call in chunk.get("tool_calls") or ():  # the agent chain's: a list, so chunks add up (invoke)
         yield ToolCalled(ToolCallRecord(**_tool_call_fields(call)))
     if chunk.get("draft"):
@@ -282,7 +280,7 @@ class AnswerFold:
             case Standalone(question):
                 self.standalone = question
             case SourcesFound(sources):
-                self.sources = sources
+                self.sources += sources  # an agent's second search adds to its first
             case ToolCalled(call):
                 self.tool_calls.append(call)
             case CritiqueMade(critique):

@@ -25,6 +25,7 @@ from orchard.errors import OrchardError
 
 PREFIX = "orch"
 NAME_MAX_CHARS = 64
+LAST_USED_RESOLUTION_S = 60.0  # `last_used_at` is kept to the minute
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,9 @@ class KeyStore:
         row = rows[0]
         if not hmac.compare_digest(row["secret_hash"], _hash(key)):
             return None
-        with self.db.transaction() as conn:
-            conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now(), row["id"]))
-        return ApiKey(row["id"], row["user"], row["name"], row["created_at"], now(), None)
+        stamp, used = now(), row["last_used_at"]
+        if used is None or stamp - used > LAST_USED_RESOLUTION_S:  # not a write per request
+            with self.db.transaction() as conn:
+                conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (stamp, row["id"]))
+            used = stamp
+        return ApiKey(row["id"], row["user"], row["name"], row["created_at"], used, None)

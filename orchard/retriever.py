@@ -161,8 +161,10 @@ class MemoRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None, **kwargs: Any
     ) -> list[Document]:
         query = query.strip()  # the router sees the question as typed, the RAG chain stripped
-        key = (query, k)
-        if key not in self.memo:
+        k = getattr(self.base, "k", None) if k is None else k  # search_docs asks with k=5, the chain without
+        # A list retrieved for this query with at least k documents answers a smaller k too.
+        found = next((docs for (q, n), docs in self.memo.items() if q == query and (n is None or k is None or n >= k)), None)
+        if found is None:
             extra = {"k": k} if k is not None else {}
-            self.memo[key] = self.base.invoke(query, config={"callbacks": run_manager.get_child()}, **extra, **kwargs)
-        return [Document(page_content=d.page_content, metadata=dict(d.metadata), id=d.id) for d in self.memo[key]]
+            found = self.memo[(query, k)] = self.base.invoke(query, config={"callbacks": run_manager.get_child()}, **extra, **kwargs)
+        return [Document(page_content=d.page_content, metadata=dict(d.metadata), id=d.id) for d in found[:k]]

@@ -226,23 +226,6 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
 
 
-def stop_process_group(process: subprocess.Popen, *, timeout: float = 10.0) -> None:
-    """SIGTERM to the whole process group of ``process`` (started with ``start_new_session``),
-    then SIGKILL if it has not ended within ``timeout``."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def run_foreground(command: list[str], *, env: dict[str, str] | None = None, grace: float = 10.0) -> int:
     """Run ``command`` in its own process group until it exits; SIGTERM or SIGINT to this process
     stop the whole group (a plain ``subprocess.call`` left the model server running on its port

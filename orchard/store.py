@@ -111,6 +111,9 @@ class DocumentStore:
         self._bm25_ids: list[str] = []
         self._bm25_key: tuple[str | None, int] | None = None
         self._lock = threading.Lock()
+        #: Held by one ingestion at a time (two browser tabs uploading at once); it lives with the
+        #: store, which outlives a settings change, so every use case of this process shares it.
+        self.ingest_lock = threading.Lock()
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -16,22 +16,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchard.config import EDITABLE, SAVED_SETTINGS_FILE, Settings
-
-FILE_NAME = SAVED_SETTINGS_FILE
+from orchard.config import EDITABLE, SAVED_SETTINGS_FILE, Settings, saved_overrides
 
 
 def settings_file(data_dir: Path) -> Path:
-    return Path(data_dir) / FILE_NAME
+    return Path(data_dir) / SAVED_SETTINGS_FILE
 
 
-def saved_overrides(data_dir: Path) -> dict[str, Any]:
-    """The saved fields (a missing or unreadable file: none; unknown fields are ignored)."""
-    try:
-        raw = json.loads(settings_file(data_dir).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in raw.items() if k in EDITABLE} if isinstance(raw, dict) else {}
+def set_elsewhere() -> dict[str, str]:
+    """Editable fields the environment or ``.env`` sets (they win over a saved value): field ->
+    variable name."""
+    from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource
+
+    found = {**DotEnvSettingsSource(Settings)(), **EnvSettingsSource(Settings)()}
+    return {name: f"ORCHARD_{name.upper()}" for name in EDITABLE if name in found}
 
 
 def validate_changes(current: Settings, changes: dict[str, Any]) -> tuple[Settings | None, dict[str, str]]:
@@ -39,6 +37,9 @@ def validate_changes(current: Settings, changes: dict[str, Any]) -> tuple[Settin
     unknown = sorted(set(changes) - set(EDITABLE))
     if unknown:
         return None, {name: "not editable here" for name in unknown}
+    pinned = {name: variable for name, variable in set_elsewhere().items() if name in changes and changes[name] != getattr(current, name)}
+    if pinned:  # saved, it would be overridden at the next start: say so instead
+        return None, {name: f"set by {variable} in the environment (or .env) — change it there" for name, variable in pinned.items()}
     try:
         fields = current.model_dump(exclude_unset=False)
         fields = {k: (v.get_secret_value() if hasattr(v, "get_secret_value") else v) for k, v in fields.items()}

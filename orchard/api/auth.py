@@ -66,7 +66,14 @@ class KeyAuth:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        token = bearer_token(Headers(scope=scope))
+        headers = Headers(scope=scope)
+        if self.personal and not from_this_machine(headers):
+            # Served on loopback, the API must not answer a page from elsewhere: a cross-site
+            # form post carries the page's Origin, a DNS-rebinding attack a foreign Host.
+            msg = "requests to an API served on loopback must come from this machine (Host and Origin 127.0.0.1, localhost or [::1])"
+            await error_response(403, msg, code="forbidden_origin")(scope, receive, send)
+            return
+        token = bearer_token(headers)
         user, problem = await anyio.to_thread.run_sync(self.identify, token)
         if user is None:
             response = error_response(401, problem, code="invalid_api_key", headers={"www-authenticate": "Bearer"})
@@ -87,6 +94,22 @@ class KeyAuth:
         if key is None:
             return None, f"invalid or revoked API key: check the key, or {CREATE_KEY}"
         return key.user, ""
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _hostname(value: str) -> str:
+    """``"[::1]:8400"`` -> ``"::1"``, ``"localhost:8400"`` -> ``"localhost"`` (scheme dropped)."""
+    from urllib.parse import urlsplit
+
+    return (urlsplit(value if "//" in value else f"//{value}").hostname or "").lower()
+
+
+def from_this_machine(headers: Headers) -> bool:
+    """Host names loopback, and so does Origin when a browser sends one."""
+    origin = headers.get("origin")
+    return _hostname(headers.get("host", "")) in LOOPBACK_NAMES and (origin is None or _hostname(origin) in LOOPBACK_NAMES)
 
 
 _bearer = HTTPBearer(auto_error=False, description="An Orchard API key (`orchard keys create`); none in personal mode.")

@@ -25,8 +25,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from orchard.api.openai_wire import error_body, error_response
-from orchard.db import NotFound
-from orchard.errors import EmptyStore, ModelServerUnavailable, OrchardError
+from orchard.errors import (
+    EmptyStore,
+    ModelAssemblyError,
+    ModelServerUnavailable,
+    NotFound,
+    OrchardError,
+    PromptError,
+    StoreMismatch,
+)
 
 log = logging.getLogger("orchard.api")
 
@@ -56,13 +63,14 @@ def api_error(exc: BaseException) -> ApiError:
         return ApiError(404, str(exc), "not_found")
     if isinstance(exc, EmptyStore):
         return ApiError(400, str(exc), "empty_store")
-    if isinstance(exc, ModelServerUnavailable):
+    if isinstance(exc, ModelServerUnavailable | ModelAssemblyError):  # down, or cannot be started here
         return ApiError(503, str(exc), "model_server_unavailable", type="server_error")
+    if isinstance(exc, PromptError | StoreMismatch):  # the server's own files: its operator must act
+        log.error("server configuration problem: %s", exc)
+        return ApiError(500, str(exc), "server_configuration", type="server_error")
     if isinstance(exc, OrchardError):
         if _from_model_server(exc):
             return ApiError(502, str(exc), "model_server_error", type="server_error")
-        return ApiError(400, str(exc), "invalid_request")
-    if isinstance(exc, ValueError):
         return ApiError(400, str(exc), "invalid_request")
     if isinstance(exc, StarletteHTTPException):
         code = {401: "invalid_api_key", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}

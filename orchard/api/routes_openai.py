@@ -116,7 +116,7 @@ def _open_turn(orchard: Any, user: str, mode: str, conversation_id: str | None, 
     else:
         conversation = conversations.create(user, mode=mode)
         turns = history
-    return conversation.id, conversations.ask(user, conversation.id, question, history=turns, critique=critique)
+    return conversation.id, conversations.ask(user, conversation.id, question, history=turns, critique=critique, mode=mode)
 
 
 def _unknown_model(model: str) -> ApiError:

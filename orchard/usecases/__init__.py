@@ -67,6 +67,10 @@ class Orchard:
         if parts.store.count():
             parts.store.lexical_search("warm up", 1)
 
+    def close(self) -> None:
+        """Dispose of what holds connections (the agent's tool sessions)."""
+        self.components.close()
+
     def status(self) -> dict[str, Any]:
         """Endpoint, model and store facts for a status line (never raises for a down server)."""
         return {

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from orchard.components import Components
@@ -72,7 +72,6 @@ class _Plan:
     head: list[dict[str, Any]]
     chain: Any
     inputs: dict[str, Any]
-    mode: str
 
 
 @dataclass
@@ -80,7 +79,6 @@ class _Run:
     """Chain chunks in, events out; folds them and closes with :class:`Done`."""
 
     fold: AnswerFold
-    pending: list[AnswerEvent] = field(default_factory=list)
 
     def events(self, chunk: dict[str, Any]) -> list[AnswerEvent]:
         out = list(chunk_events(chunk))
@@ -181,39 +179,38 @@ class Answering:
             raise OrchardError(msg) from exc
 
     def _plan(self, request: AnswerRequest) -> _Plan:
+        from orchard.agents.router import describe_route
         from orchard.retriever import MemoRetriever
 
-        retriever = MemoRetriever(base=self.components.retriever)  # one retrieval per question
+        # One retrieval per question: the router's relevance check, search_docs and the RAG chain
+        # share this per-request memo.
+        retriever = MemoRetriever(base=self.components.retriever)
         inputs = {"question": request.question, "history": list(request.history)}
         head: list[dict[str, Any]] = []
-        mode, tools, router = request.mode, None, None
+        mode, tools, router = request.mode, [], None
         if mode in ("auto", "agent"):
-            tools = self.components.tools(db_url=request.db_url, tables=request.tables)
+            tools = self.components.tools(db_url=request.db_url, tables=request.tables, retriever=retriever)
             router = self._router(tools, retriever)
         if mode == "auto":
             route = router.route(request.question)
             if route.tool is None and route.kind == "documents":
                 raise EmptyStore(self.components.store.where)
-            from orchard.agents.router import describe_route
-
-            head.append({"mode": route.mode, "route": describe_route(route)})
             mode = route.mode
-        if mode == "agent":
-            chain = self._agent_chain(tools if tools is not None else self.components.tools(), router)
-        else:
-            chain = self._chain(mode, user=request.user, retriever=retriever)
+            if mode != "agent" or self.settings.tool_calling != "routed":  # the routed agent reports its (cached) route
+                head.append({"mode": mode, "route": describe_route(route)})
+        chain = self._agent_chain(tools, router) if mode == "agent" else self._chain(mode, user=request.user, retriever=retriever)
         if request.critique:
             chain = self._critiqued(chain)
-        return _Plan(head=head, chain=chain, inputs=inputs, mode=mode)
+        return _Plan(head=head, chain=chain, inputs=inputs)
+
+    def tools(self, *, db_url: str | None = None, tables: tuple[str, ...] = ()) -> list[Any]:
+        """The tools an agent question would get with what is attached (``orchard tools``)."""
+        return self.components.tools(db_url=db_url, tables=tables)
 
     def _prompt(self, name: str) -> Any:
         from orchard.prompts import load_prompt
 
         return load_prompt(name, user_dir=self.settings.prompts_path)
-
-    def chain(self, mode: str, *, user: str | None = None) -> Any:
-        """The ``rag`` or ``chat`` chain as a Runnable (``user``: their preferences reach the model)."""
-        return self._chain(mode, user=user, retriever=self.components.retriever)
 
     def _chain(self, mode: str, *, user: str | None, retriever: Any) -> Any:
         from orchard.chains.chat import build_chat_chain

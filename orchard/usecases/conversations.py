@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +126,12 @@ class Conversations:
     # --- asking -----------------------------------------------------------------------------------
 
     def ask(self, user: str, conversation_id: str, question: str, *, critique: bool = False,
-            history: Any = None) -> AnswerStream:  # fmt: skip
+            history: Any = None, mode: str | None = None) -> AnswerStream:  # fmt: skip
         """Store ``question`` now, then stream its answer (stored when the stream ends).
 
         ``history``: the turns before it, when they are not those stored (the HTTP API passes the
-        client's messages); default: the conversation's stored turns.
+        client's messages); default: the conversation's stored turns. ``mode``: answer in this
+        mode rather than the conversation's (the API's ``model`` picks it per request).
 
         Raises:
             NotFound: not this user's conversation (nothing is stored).
@@ -140,7 +140,8 @@ class Conversations:
         earlier = self.store.messages(user, conversation_id) if history is None else None
         self.store.add_message(user, conversation_id, "user", question)
         turns = _history(earlier) if history is None else list(history)
-        return self._answer(user, conversation, question, turns, critique=critique, store=self._appender(user, conversation_id))
+        return self._answer(user, conversation, question, turns, critique=critique, store=self._appender(user, conversation_id),
+                            mode=mode)  # fmt: skip
 
     def answer_pending(self, user: str, conversation_id: str, *, critique: bool = False) -> AnswerStream:
         """Answer the conversation's last question, which has no answer yet (an earlier failure)."""
@@ -172,10 +173,10 @@ class Conversations:
                             critique=critique, store=store)  # fmt: skip
 
     def _answer(self, user: str, conversation: Any, question: str, history: list[dict[str, str]], *, critique: bool,
-                store: Any) -> AnswerStream:  # fmt: skip
+                store: Any, mode: str | None = None) -> AnswerStream:  # fmt: skip
         request = AnswerRequest(
             question=question,
-            mode=conversation.mode,
+            mode=mode or conversation.mode,
             history=tuple(history),
             user=user,
             db_url=conversation.db_url,
@@ -187,9 +188,8 @@ class Conversations:
         def events() -> Iterator[AnswerEvent]:
             for event in stream:
                 if isinstance(event, Done):
-                    meta = message_meta(event.result, requested_mode=conversation.mode)
-                    message_id = store(event.result, meta)
-                    event = Done(replace(event.result, conversation_id=conversation.id, message_id=message_id))
+                    meta = message_meta(event.result, requested_mode=request.mode)
+                    event = Done(event.result.with_ids(conversation_id=conversation.id, message_id=store(event.result, meta)))
                 yield event
 
         return AnswerStream(events())

@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from orchard.components import Components
+from orchard.feedback import EXPORT_FORMATS, RATINGS  # what add() and export() accept
+
+__all__ = ["EXPORT_FORMATS", "RATINGS", "Feedback"]
 
 
 class Feedback:

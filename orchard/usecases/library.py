@@ -7,7 +7,6 @@ One ingestion at a time per process (two browser tabs uploading at once).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ class Library:
 
     def __init__(self, *, components: Components) -> None:
         self.components = components
-        self._lock = threading.Lock()
 
     @property
     def settings(self) -> Any:
@@ -64,16 +62,19 @@ class Library:
         """Add or update files and folders (unchanged files are skipped); an ``IngestReport``."""
         from orchard.ingest import ingest
 
-        with self._lock:
+        with self.components.store.ingest_lock:
             return ingest(list(paths), store=self.components.store, prune=prune, progress=progress, on_file=on_file, base=base)
 
     def upload(self, files: Sequence[tuple[str, bytes]], *, on_file: Callable[..., Any] | None = None) -> Any:
         """Keep uploaded ``(name, bytes)`` files under ``<data_dir>/uploads`` and ingest them.
 
-        Names are reduced to a safe file name; the report lists each file by ``uploads/NAME``,
-        an unusable name as failed (the others are still ingested).
+        Names are reduced to a safe file name; the report lists each file by ``uploads/NAME``.
+        An unusable name or an unsupported type is reported and not kept; a file that fails to
+        ingest is reported and its copy removed (a re-index would only fail on it again). The
+        other files are ingested all the same.
         """
         from orchard.ingest import IngestReport
+        from orchard.loaders import SUPPORTED_SUFFIXES
 
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         given: list[str] = []
@@ -82,19 +83,26 @@ class Library:
             safe = safe_file_name(name)
             if not safe:
                 refused.files_failed.append({"path": name, "error": "not a usable file name"})
-                continue
-            (self.uploads_dir / safe).write_bytes(data)
-            given.append(f"uploads/{safe}")
+            elif Path(safe).suffix.lower() not in SUPPORTED_SUFFIXES:
+                kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
+                refused.files_skipped.append({"path": f"uploads/{safe}", "reason": f"unsupported file type (Orchard reads {kinds})"})
+            else:
+                (self.uploads_dir / safe).write_bytes(data)
+                given.append(f"uploads/{safe}")
         if not given:
             return refused
         report = self.ingest(given, progress=False, on_file=on_file, base=self.settings.data_dir)
+        for item in report.files_failed:
+            if item["path"] in given:
+                (self.settings.data_dir / item["path"]).unlink(missing_ok=True)
         report.files_failed[:0] = refused.files_failed
+        report.files_skipped[:0] = refused.files_skipped
         return report
 
     def delete(self, source: str) -> int:
         """Remove a document's chunks (and Orchard's copy of an uploaded file); chunks removed."""
         store = self.components.store
-        with self._lock:
+        with store.ingest_lock:
             removed = store.delete(store.chunk_ids(source))
         if source.startswith("uploads/"):
             target = (self.settings.data_dir / source).resolve()
@@ -106,6 +114,12 @@ class Library:
         """Read every uploaded file again (changed ones are re-embedded, deleted ones pruned)."""
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         return self.ingest(["uploads"], prune=True, progress=False, on_file=on_file, base=self.settings.data_dir)
+
+    def evaluate_retrieval(self, questions: Sequence[dict[str, Any]], *, k: int = 5) -> dict[str, Any]:
+        """Hit@k and MRR@10 of the expected pages (:func:`orchard.evaluate.evaluate_retrieval`)."""
+        from orchard.evaluate import evaluate_retrieval
+
+        return evaluate_retrieval(list(questions), retriever=self.components.retriever, k=k)
 
     def search(self, query: str, *, k: int | None = None) -> list[dict[str, Any]]:
         """Hybrid search without the model: ``source``, ``section``, ``score``, ``text``, ``chunk_id``."""

@@ -109,31 +109,22 @@ class ModelServer:
         return server.is_serving(url) or server.is_listening(url)
 
     def ensure(self, *, timeout: float = 180.0) -> None:
-        """Make sure the model endpoint answers (see the module docstring).
+        """Make sure the model endpoint answers (see the module docstring). Runs before every
+        answer, so it only connects: a listening server is up or busy (llama.cpp's ``/models``
+        waits while it generates; the request then queues at the server, where it belongs).
 
         Raises:
             ModelServerUnavailable: nothing answers and nothing could be started.
         """
         s = self.settings
-        if server.is_serving(s.llm_base_url):
-            return
         if server.is_listening(s.llm_base_url):
-            server.wait_until_serving(s.llm_base_url, timeout=s.llm_timeout)  # busy: wait, do not double
             return
         if not s.is_default_llm_url:
             raise ModelServerUnavailable(s.llm_base_url)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with (self.run_dir / "server.lock").open("w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # two processes must not start two servers
-            if server.is_serving(s.llm_base_url):
-                return
-            self.notify(
-                f"No model server at {s.llm_base_url}: starting the embedded one "
-                f"({s.model_preset}; log: {self.log}; stop it with `orchard stop`)…"
-            )
-            handle = server.start_server(self.embedded_command(), base_url=s.llm_base_url, log=self.log, timeout=timeout, detach=True)
+        handle = self._start(detach=True, timeout=timeout, echo=self.notify)
+        if handle is not None:
             server.write_pidfile(self.run_dir / "model-server.pid", handle.process.pid)
-            self.notify(f"Embedded model server ready at {s.llm_base_url}.")
+            self.notify(f"Embedded model server ready at {s.llm_base_url} (stop it with `orchard stop`).")
 
     def start_for_app(self, *, echo: Callable[[str], None]) -> server.ServerHandle | None:
         """Start the embedded server for a face that runs in the foreground (None: one answers
@@ -146,15 +137,22 @@ class ModelServer:
         if not s.is_default_llm_url:
             echo(f"warning: no model server answers at {s.llm_base_url}; answers will say so")
             return None
+        handle = self._start(detach=False, timeout=180.0, echo=echo)
+        if handle is not None:
+            echo("model server ready")
+        return handle
+
+    def _start(self, *, detach: bool, timeout: float, echo: Callable[[str], None]) -> server.ServerHandle | None:
+        """Start the embedded server under a file lock (two processes never start two); None
+        when another process started one meanwhile. ``detach``: it outlives this process."""
+        s = self.settings
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with (self.run_dir / "server.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if server.is_serving(s.llm_base_url):
                 return None
-            echo(f"starting the embedded model server at {s.llm_base_url} (log: {self.log}) …")
-            handle = server.start_server(self.embedded_command(), base_url=s.llm_base_url, log=self.log, timeout=180)
-            echo("model server ready")
-            return handle
+            echo(f"No model server at {s.llm_base_url}: starting the embedded one ({s.model_preset}; log: {self.log})…")
+            return server.start_server(self.embedded_command(), base_url=s.llm_base_url, log=self.log, timeout=timeout, detach=detach)
 
     def serve(self, command: list[str]) -> int:
         """Run ``command`` in the foreground until it exits, SIGINT or SIGTERM (which stop its

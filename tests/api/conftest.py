@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.api.fakes import APPLES, EchoModel
+from tests.api.helpers import LOCAL
 from tests.fakes import scripted_orchard
 
 
@@ -34,5 +35,5 @@ def app(orchard):
 def client(app):
     from fastapi.testclient import TestClient
 
-    with TestClient(app) as client:
+    with TestClient(app, base_url=LOCAL) as client:
         yield client

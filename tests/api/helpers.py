@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+LOCAL = "http://127.0.0.1"  # the API served on loopback answers only requests to a loopback host
+
 
 @contextlib.contextmanager
 def serving(app: Any, *, timeout: float = 10.0) -> Iterator[str]:

@@ -29,6 +29,22 @@ def test_personal_mode_on_loopback_without_keys(client, orchard) -> None:
     assert len(orchard.conversations.list("local")) == 1  # the default user's
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"origin": "http://evil.example"}, {"host": "evil.example"}, {"host": "rebound.example:8400", "origin": "http://rebound.example:8400"},
+     {"origin": "null"}],
+)
+def test_personal_mode_answers_no_page_from_elsewhere(client, orchard, headers) -> None:
+    """A cross-site form post (foreign Origin) or a DNS-rebinding attack (foreign Host) must not
+    reach the open personal-mode API: nothing is uploaded, nothing is read."""
+    upload = client.post("/api/documents", files={"files": ("x.md", b"# Injected\n\nplanted text")}, headers=headers)
+    listed = client.get("/api/conversations", headers=headers)
+    assert upload.status_code == listed.status_code == 403
+    assert upload.json()["error"]["code"] == "forbidden_origin"
+    assert all(not d["source"].endswith("x.md") for d in orchard.library.documents())
+    assert client.get("/api/conversations", headers={"origin": "http://127.0.0.1:8400"}).status_code == 200
+
+
 def test_with_keys_every_route_but_health_and_docs_needs_one(client, keys) -> None:
     routes = [("GET", "/v1/models"), ("POST", "/v1/chat/completions"), ("GET", "/api/documents"), ("GET", "/api/search?q=x"),
               ("GET", "/api/conversations"), ("POST", "/api/feedback"), ("DELETE", "/api/documents/uploads/apples.md")]  # fmt: skip

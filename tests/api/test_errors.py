@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.api.fakes import APPLES, BrokenModel, DownServer
-from tests.api.helpers import ask, sse_events
+from tests.api.helpers import LOCAL, ask, sse_events
 from tests.fakes import scripted_orchard
 
 COMPLETIONS = "/v1/chat/completions"
@@ -78,7 +78,7 @@ def test_a_body_over_the_limit_is_413(tmp_path: Path) -> None:
     from orchard.api import create_app
 
     orchard = scripted_orchard(tmp_path / "data", api_max_body_mb=0.001)  # 1000 bytes
-    client = TestClient(create_app(orchard))
+    client = TestClient(create_app(orchard), base_url=LOCAL)
     big = ask("orchard-chat", "x" * 2000)
     error = assert_error(client.post(COMPLETIONS, json=big), 413, "request_too_large")  # by its Content-Length
     assert "ORCHARD_API_MAX_BODY_MB" in error["message"]
@@ -103,7 +103,7 @@ def test_a_documents_question_without_documents_is_400(tmp_path: Path) -> None:
     from orchard.api import create_app
 
     orchard = scripted_orchard(tmp_path / "data", "unused")
-    client = TestClient(create_app(orchard))
+    client = TestClient(create_app(orchard), base_url=LOCAL)
     for stream in (False, True):
         error = assert_error(
             client.post(COMPLETIONS, json=ask("orchard-rag", "What is pruning?", stream=stream)), 400, "empty_store"
@@ -119,7 +119,7 @@ def test_model_server_down_is_503_and_keeps_only_the_question(tmp_path: Path, st
     from orchard.api import create_app
 
     orchard = scripted_orchard(tmp_path / "data", "unused", model_server=DownServer())
-    client = TestClient(create_app(orchard))
+    client = TestClient(create_app(orchard), base_url=LOCAL)
     response = client.post(COMPLETIONS, json=ask("orchard-chat", "Are you there?", stream=stream))
     error = assert_error(response, 503, "model_server_unavailable")
     assert "orchard serve" in error["message"] and error["type"] == "server_error"
@@ -135,7 +135,7 @@ def test_an_answer_that_breaks_mid_stream_ends_with_an_error_and_is_not_stored(t
 
     orchard = scripted_orchard(tmp_path / "data", llm=BrokenModel(tokens=2))
     orchard.library.upload([("apples.md", APPLES)])
-    client = TestClient(create_app(orchard))
+    client = TestClient(create_app(orchard), base_url=LOCAL)
     response = client.post(COMPLETIONS, json=ask("orchard-rag", "When to prune apple trees? tag-a", stream=True))
     assert response.status_code == 200  # the stream had started
     events = sse_events(response.text)
@@ -162,7 +162,7 @@ def test_an_unexpected_failure_is_500_without_details(tmp_path: Path) -> None:
             yield  # pragma: no cover
 
     orchard = scripted_orchard(tmp_path / "data", llm=Exploding())
-    client = TestClient(create_app(orchard))
+    client = TestClient(create_app(orchard), base_url=LOCAL)
     error = assert_error(client.post(COMPLETIONS, json=ask("orchard-chat", "hi")), 500, "internal_error")
     assert "secret" not in error["message"]
 

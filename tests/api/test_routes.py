@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.api.fakes import DownServer
-from tests.api.helpers import ask
+from tests.api.helpers import LOCAL, ask
 from tests.fakes import scripted_orchard
 
 PLUMS = b"# Plums\n\nPlum trees are pruned in summer to avoid silver leaf disease.\n"
@@ -102,7 +102,7 @@ def test_health_is_open_and_says_what_is_up(client, tmp_path: Path) -> None:
     assert client.get("/api/health").json() == {
         "status": "ok", "model_server_up": True, "model_server_busy": False, "model": "qwen2.5-coder-0.5b-instruct", "chunks": 1,
     }  # fmt: skip
-    down = TestClient(create_app(scripted_orchard(tmp_path / "other", model_server=DownServer())))
+    down = TestClient(create_app(scripted_orchard(tmp_path / "other", model_server=DownServer())), base_url=LOCAL)
     assert down.get("/api/health").json()["status"] == "degraded"
 
 
@@ -123,7 +123,7 @@ def test_the_agent_reports_its_tool_calls(tmp_path: Path) -> None:
     from orchard.api import create_app
 
     orchard = scripted_orchard(tmp_path / "data", "print(17 * 23)", "print(17 * 23)", "17 * 23 is 391.")
-    body = TestClient(create_app(orchard)).post("/v1/chat/completions", json=ask("orchard-agent", "What is 17 * 23?")).json()
+    body = TestClient(create_app(orchard), base_url=LOCAL).post("/v1/chat/completions", json=ask("orchard-agent", "What is 17 * 23?")).json()
     assert body["choices"][0]["message"]["content"] == "17 * 23 is 391."
     extra = body["orchard"]
     assert extra["mode"] == "agent" and extra["route"]["tool"] == "python"

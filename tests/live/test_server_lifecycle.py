@@ -73,7 +73,8 @@ def test_sigterm_to_orchard_serve_stops_its_model_server(model_path: Path, tmp_p
     log = tmp_path / "serve.log"
     env = {**os.environ, "ORCHARD_DATA_DIR": str(tmp_path / "data")}
     command = [sys.executable, "-m", "orchard", "serve", "--model", str(model_path), "--port", str(port)]
-    orchard = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    with log.open("w") as out:
+        orchard = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     model_servers: list[int] = []
     try:
         wait_for_http(f"{url}/models", timeout=180, log=log)

@@ -135,3 +135,21 @@ def test_orchard_app_serves_from_the_wheel(venv: Path, tmp_path: Path) -> None:
     port = free_port()
     _serve_until_healthy([str(venv / "bin" / "orchard"), "app", "--port", str(port)], f"http://127.0.0.1:{port}/_stcore/health",
                          tmp_path, "app")  # fmt: skip
+
+
+def test_the_packaged_app_renders_from_the_wheel(venv: Path, tmp_path: Path) -> None:
+    """Not only Streamlit's health URL: the packaged script runs and draws the welcome page."""
+    code = (
+        "import json\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        "from orchard.launch import app_script\n"
+        "at = AppTest.from_file(str(app_script()), default_timeout=60).run()\n"
+        "print(json.dumps({'script': str(app_script()), 'exception': [str(e) for e in at.exception],\n"
+        "  'text': ' '.join(str(m.value) for m in (*at.title, *at.markdown, *at.caption))}))\n"
+    )
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env=_env(tmp_path), timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    page = json.loads(out.stdout.strip().splitlines()[-1])
+    assert page["script"].startswith(str(venv)) and page["exception"] == []
+    assert "Welcome to Orchard" in page["text"], page["text"][:500]

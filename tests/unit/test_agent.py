@@ -132,6 +132,20 @@ def test_auto_tool_calling_lets_the_model_call_tools_itself() -> None:
     assert model.bound[0]["tools"] == ["python"]
 
 
+def test_two_searches_number_their_sources_on_the_same_way_in_stream_and_invoke() -> None:
+    """Each sources chunk carries only the new records, so chunks add up (invoke) to the list."""
+    from orchard.agents.agent import build_agent_chain
+
+    def chain() -> Any:
+        model = ScriptedToolModel(replies=[{"tool": "search_docs", "args": {"query": "pruning"}},
+                                           {"tool": "search_docs", "args": {"query": "winter"}}, "Prune in late winter [1][2]."])  # fmt: skip
+        return build_agent_chain(build_agent(llm=model, tools=[search_docs], tool_calling="auto"))
+
+    streamed = [s for chunk in chain().stream({"question": "When?"}) for s in chunk.get("sources", [])]
+    invoked = chain().invoke({"question": "When?"})["sources"]
+    assert [s["n"] for s in streamed] == [s["n"] for s in invoked] == [1, 2]
+
+
 def test_unknown_tool_calling_is_refused() -> None:
     with pytest.raises(ValueError, match="routed, auto"):
         build_agent(llm=ScriptedToolModel(), tools=[], tool_calling="magic")

@@ -174,6 +174,26 @@ def test_auto_retrieves_once_for_a_documents_question(tmp_path: Path, proposed: 
     assert store.searches == {"dense": 1, "lexical": 1}
 
 
+def test_agent_mode_retrieves_once_when_the_router_checks_the_documents(tmp_path: Path) -> None:
+    """The router's relevance check and the agent's search_docs share the request's memo."""
+    settings = Settings(data_dir=tmp_path / "data")
+    embeddings = HashEmbeddings()
+    store = CountingStore(client=make_chroma_client(path=settings.store_path), collection="orchard", embeddings=embeddings)
+    model = ScriptedToolModel(replies=["chat", f"```\n{QUESTION}\n```", "Prune them in late winter [1]."])
+    parts = Components(settings, llm=model, embeddings=embeddings, store=store)
+    orchard = with_docs(build_orchard(components=parts, model_server=AlwaysUp(settings)), tmp_path)
+    result = ask(orchard, QUESTION, "agent")
+    assert [c.tool for c in result.tool_calls] == ["search_docs"] and result.sources
+    assert store.searches == {"dense": 1, "lexical": 1}
+
+
+def test_auto_routed_to_the_agent_reports_its_route_once(tmp_path: Path) -> None:
+    model = ScriptedToolModel(replies=["compute", "```python\nprint(2 ** 10)\n```", "It is 1024."])
+    events = list(scripted_orchard(tmp_path / "data", llm=model).answers.stream(
+        AnswerRequest(question="What is 2 to the power of 10?", mode="auto")))  # fmt: skip
+    assert sum(isinstance(e, RouteChosen) for e in events) == 1
+
+
 # --- errors -----------------------------------------------------------------------------------------
 
 

@@ -45,7 +45,7 @@ def test_each_chunk_kind_becomes_its_event() -> None:
     assert events({"question": "When to prune?"}) == [Standalone("When to prune?")]
     [found] = events({"sources": [SOURCE]})
     assert isinstance(found, SourcesFound) and found.sources[0].source == "docs/prune.md"
-    assert events({"tool_call": CALL}) == [ToolCalled(ToolCallRecord(tool="python", input={"code": "print(1)"}, output="1", ok=True))]
+    assert events({"tool_calls": [CALL]}) == [ToolCalled(ToolCallRecord(tool="python", input={"code": "print(1)"}, output="1", ok=True))]
     assert events({"draft": "Dra"}) == [DraftToken("Dra")]
     assert events({"critiques": [{"principle": "cite", "critique": "no [n]", "needs_revision": True}]}) == [
         CritiqueMade(CritiqueRecord(principle="cite", critique="no [n]", needs_revision=True))
@@ -64,7 +64,7 @@ def test_a_chunk_with_several_keys_gives_its_events_in_a_fixed_order_and_empty_p
 
 
 def test_a_tool_call_without_ok_is_taken_as_ok_and_a_route_without_mode_is_the_agent() -> None:
-    [called] = events({"tool_call": {"tool": "sql", "input": None, "output": 3}})
+    [called] = events({"tool_calls": [{"tool": "sql", "input": None, "output": 3}]})
     assert called.call == ToolCallRecord(tool="sql", input={}, output="3", ok=True)
     assert events({"route": {"tool": "sql"}}) == [RouteChosen(mode="agent", tool="sql")]
 

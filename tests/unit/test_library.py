@@ -75,3 +75,18 @@ def test_search_gives_sources_sections_scores_and_texts(tmp_path: Path) -> None:
     assert hit["source"] == "uploads/pears.md" and hit["score"] > 0 and "room temperature" in hit["text"]
     assert set(hit) == {"source", "section", "score", "text", "chunk_id"}
     assert orchard.library.where == str(tmp_path / "data" / "store")
+
+
+def test_an_unsupported_or_broken_upload_is_reported_and_not_kept_and_the_rest_is_ingested(tmp_path: Path) -> None:
+    orchard = scripted_orchard(tmp_path / "data")
+    report = orchard.library.upload([
+        ("notes.exe", b"MZ\x90\x00"),
+        ("broken.pdf", b"%PDF-1.4 truncated"),
+        ("pruning.md", b"# Pruning\n\nPrune apple trees in late winter.\n"),
+    ])  # fmt: skip
+    assert [s["path"] for s in report.files_skipped] == ["uploads/notes.exe"]
+    assert "unsupported file type" in report.files_skipped[0]["reason"]
+    assert [f["path"] for f in report.files_failed] == ["uploads/broken.pdf"]
+    assert report.files_indexed == 1
+    assert sorted(p.name for p in orchard.library.uploads_dir.iterdir()) == ["pruning.md"]
+    assert orchard.library.reindex().files_failed == []  # nothing left to fail again

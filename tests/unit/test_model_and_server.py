@@ -205,3 +205,34 @@ def test_the_exit_code_is_the_commands_and_the_handlers_are_restored() -> None:
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     assert run_foreground(["sh", "-c", "exit 3"]) == 3
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+@pytest.mark.enable_socket
+def test_ensure_takes_a_busy_server_as_up_without_probing_it(tmp_path) -> None:
+    """llama.cpp's /models waits while it generates: a listening server must not hold every other
+    question back (or be called down) — the request queues at the server."""
+    import socket
+    import time
+
+    from orchard.config import Settings
+    from orchard.usecases.model_server import ModelServer
+
+    with socket.socket() as busy:  # accepts connections, never answers
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(16)
+        url = f"http://127.0.0.1:{busy.getsockname()[1]}/v1"
+        started = time.monotonic()
+        ModelServer(Settings(data_dir=tmp_path, llm_base_url=url)).ensure()
+        assert time.monotonic() - started < 1.5
+
+
+@pytest.mark.enable_socket
+def test_ensure_says_what_to_do_when_a_remote_endpoint_is_down(tmp_path) -> None:
+    from orchard.config import Settings
+    from orchard.errors import ModelServerUnavailable
+    from orchard.usecases.model_server import ModelServer
+    from tests.conftest import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(ModelServerUnavailable, match="ORCHARD_LLM_BASE_URL"):
+        ModelServer(Settings(data_dir=tmp_path, llm_base_url=url)).ensure()
