@@ -121,10 +121,10 @@ class ModelServer:
             return
         if not s.is_default_llm_url:
             raise ModelServerUnavailable(s.llm_base_url)
-        handle = self._start(detach=True, timeout=timeout, echo=self.notify)
+        handle = self._start(detach=True, timeout=timeout, echo=self.notify, note="; stop it with `orchard stop`")
         if handle is not None:
             server.write_pidfile(self.run_dir / "model-server.pid", handle.process.pid)
-            self.notify(f"Embedded model server ready at {s.llm_base_url} (stop it with `orchard stop`).")
+            self.notify(f"Embedded model server ready at {s.llm_base_url}.")
 
     def start_for_app(self, *, echo: Callable[[str], None]) -> server.ServerHandle | None:
         """Start the embedded server for a face that runs in the foreground (None: one answers
@@ -142,7 +142,7 @@ class ModelServer:
             echo("model server ready")
         return handle
 
-    def _start(self, *, detach: bool, timeout: float, echo: Callable[[str], None]) -> server.ServerHandle | None:
+    def _start(self, *, detach: bool, timeout: float, echo: Callable[[str], None], note: str = "") -> server.ServerHandle | None:
         """Start the embedded server under a file lock (two processes never start two); None
         when another process started one meanwhile. ``detach``: it outlives this process."""
         s = self.settings
@@ -151,7 +151,7 @@ class ModelServer:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if server.is_serving(s.llm_base_url):
                 return None
-            echo(f"No model server at {s.llm_base_url}: starting the embedded one ({s.model_preset}; log: {self.log})…")
+            echo(f"No model server at {s.llm_base_url}: starting the embedded one ({s.model_preset}; log: {self.log}{note})…")
             return server.start_server(self.embedded_command(), base_url=s.llm_base_url, log=self.log, timeout=timeout, detach=detach)
 
     def serve(self, command: list[str]) -> int:

@@ -62,3 +62,25 @@ def test_a_follow_up_through_chat_openai(base_url: str) -> None:
     answer, _, footer = reply.content.partition("\n\nSources:\n")
     assert "summer" in answer.lower(), reply.content
     assert footer, reply.content  # cited
+
+
+def test_concurrent_streams_all_complete_against_the_real_server(base_url: str) -> None:
+    """Three clients at once: the model server queues them (llama.cpp answers one at a time, and
+    does not even answer /models meanwhile); each stream completes with its own stored answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import openai
+
+    questions = ["When should apple trees be pruned?", "When are plum trees pruned?", "Who coordinates the volunteers?"]
+
+    def ask(question: str) -> tuple[str, dict]:
+        client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="personal", max_retries=0, timeout=600)
+        chunks = list(client.chat.completions.create(model="orchard-rag", stream=True,
+                                                     messages=[{"role": "user", "content": question}]))  # fmt: skip
+        return "".join(c.choices[0].delta.content or "" for c in chunks), chunks[-1].model_extra["orchard"]
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        answers = list(pool.map(ask, questions))
+    assert all(text.strip() for text, _ in answers), answers
+    assert len({extra["message_id"] for _, extra in answers}) == 3
+    assert len({extra["conversation_id"] for _, extra in answers}) == 3
