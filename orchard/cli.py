@@ -126,14 +126,26 @@ def search(
 
 @app.command("eval")
 def evaluate(
-    questions: Annotated[Path, typer.Argument(help='JSONL with {"q", "pages"} per line.')],
-    k: Annotated[int, typer.Option("-k", help="Hit@k cut-off.")] = 5,
+    questions: Annotated[Path | None, typer.Argument(help='JSONL with {"q", "pages"} per line: retrieval hit@k and MRR@10.')] = None,
+    answers: Annotated[
+        Path | None,
+        typer.Option("--answers", help='JSONL with {"q", "pages", "facts"} per line: ask each question and score the answers.'),
+    ] = None,
+    mode: Annotated[str, typer.Option(help="--answers: rag or auto (how each question is answered).")] = "rag",
+    k: Annotated[int, typer.Option("-k", help="Hit@k cut-off (retrieval).")] = 5,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Retrieval quality on a question file: hit@k and MRR@10 of the source pages."""
+    """Retrieval quality (hit@k, MRR@10 of the source pages), or with --answers the answers
+    themselves: per question whether it holds the facts and cites an expected page, grounded,
+    first-token and total seconds; then the rates and medians."""
     from orchard.evaluate import load_questions
 
+    if (questions is None) == (answers is None):
+        _fail("give a question file for retrieval, or --answers FILE for the answers (one of them)")
+    if answers is not None:
+        _evaluate_answers(load_questions(answers), mode=mode, store=store, as_json=as_json)
+        return
     result = command_orchard(store).library.evaluate_retrieval(load_questions(questions), k=k)
     if as_json:
         _print_json(result)
@@ -142,6 +154,38 @@ def evaluate(
         mark = "ok " if item["hit"] else "MISS"
         typer.echo(f"{mark} rank={item['rank'] or '-':<3} {item['q']}")
     typer.echo(f"hit@1 {result['hit_at_1']:.3f}  hit@{k} {result['hit_at_k']:.3f}  MRR@10 {result['mrr']:.3f}")
+
+
+def _evaluate_answers(questions: list[dict[str, Any]], *, mode: str, store: Path | None, as_json: bool) -> None:
+    from tqdm import tqdm
+
+    from orchard.evaluate import evaluate_answers
+    from orchard.usecases import AnswerRequest
+
+    if mode not in ("rag", "auto"):
+        _fail(f"--mode {mode!r}: answers are evaluated in rag or auto mode")
+    answers = command_orchard(store).answers
+    with tqdm(total=len(questions), desc="answering", unit="q", file=sys.stderr, disable=None) as bar:
+
+        def done(row: dict[str, Any]) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"{'ok' if row['right_and_cited'] else 'no'} {row.get('seconds') or 0:.1f}s")
+
+        result = evaluate_answers(questions, answer=lambda q: answers.ask(AnswerRequest(question=q, mode=mode)), on_row=done)
+    if as_json:
+        _print_json(result)
+        return
+    for row in result["questions"]:
+        mark = "ok  " if row["right_and_cited"] else ("ERR " if row.get("error") else "FAIL")
+        why = row.get("error") or " ".join(row["answer"].split())[:120]
+        typer.echo(f"{mark} {row['q']}\n     {why}")
+    summary = result["summary"]
+    typer.echo(
+        f"right and cited {summary['right_and_cited']:.3f}  holds the facts {summary['holds_facts']:.3f}  "
+        f"cites an expected page {summary['cited_expected']:.3f}  grounded {summary['grounded']:.3f}  "
+        f"empty {summary['empty']}  errors {summary['errors']}  median first token "
+        f"{summary['median_first_token_seconds']} s, total {summary['median_seconds']} s"
+    )
 
 
 @app.command()

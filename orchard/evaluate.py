@@ -1,13 +1,23 @@
-"""Retrieval evaluation: hit@k and MRR@10 of source pages for a question file.
+"""Evaluation on a question file: retrieval (hit@k, MRR@10) and whole answers.
 
-The file is JSONL, one ``{"q": question, "pages": [source, ...]}`` per line (``facts`` and other
-keys are ignored). A question is a hit at k when one of the first k chunks comes from one of its
-pages; its reciprocal rank is 1/rank of the first such chunk within the first 10 (0 beyond).
+The file is JSONL, one ``{"q": question, "pages": [source, ...], "facts": [text, ...]}`` per line.
+
+Retrieval: a question is a hit at k when one of the first k chunks comes from one of its pages;
+its reciprocal rank is 1/rank of the first such chunk within the first 10 (0 beyond).
+
+Answers (:func:`evaluate_answers`): the answer *holds the facts* when every fact appears in its
+text (case-insensitive, citation markers removed; a fact of letters and digits only must stand as
+a word, so "32" is not found in "320"); it is *cited* when one of the sources its ``[n]`` markers
+point at is an expected page; *right and cited* is both — a right page with a wrong sentence, or a
+right sentence with no right citation, is a failure. Timings come from the answer's own clock.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +35,8 @@ def load_questions(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             item = json.loads(line)
-            questions.append({"q": str(item["q"]), "pages": [str(p) for p in item.get("pages", [])]})
+            questions.append({"q": str(item["q"]), "pages": [str(p) for p in item.get("pages", [])],
+                              "facts": [str(f) for f in item.get("facts", [])]})  # fmt: skip
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             msg = f"{path}:{number}: expected a JSON object with \"q\" and \"pages\" ({exc})"
             raise OrchardError(msg) from exc
@@ -50,4 +61,92 @@ def evaluate_retrieval(questions: list[dict[str, Any]], *, retriever: BaseRetrie
         "hit_at_1": sum(r["rank"] == 1 for r in rows) / n,
         "hit_at_k": sum(r["hit"] for r in rows) / n,
         "mrr": sum(1 / r["rank"] for r in rows if r["rank"]) / n,
+    }
+
+
+_MARKER = re.compile(r"\s*\[\d{1,2}\]")
+
+
+def fact_found(fact: str, answer: str) -> bool:
+    """Is ``fact`` in ``answer`` (see the module docstring)?"""
+    text = _MARKER.sub("", answer).lower()
+    needle = fact.lower().strip()
+    if not needle:
+        return True
+    if re.fullmatch(r"\w+", needle):
+        return re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", text) is not None
+    return needle in text
+
+
+def score_answer(item: dict[str, Any], result: Any) -> dict[str, Any]:
+    """One question's row: the answer, what it holds and cites, grounded, timings."""
+    answer = result.answer
+    found = [f for f in item.get("facts", []) if fact_found(f, answer)]
+    by_number = {s.n: s.source for s in result.sources}
+    cited = [by_number[n] for n in result.cited if n in by_number]
+    holds = bool(item.get("facts")) and len(found) == len(item["facts"])
+    cited_expected = any(_matches(source, item["pages"]) for source in cited)
+    return {
+        "q": item["q"],
+        "answer": answer,
+        "mode": result.mode,
+        "facts_found": found,
+        "holds_facts": holds,
+        "cited_sources": cited,
+        "cited_expected": cited_expected,
+        "right_and_cited": holds and cited_expected,
+        "grounded": result.grounded,
+        "empty": not answer.strip(),
+        "first_token_seconds": result.timings.first_token_seconds,
+        "seconds": result.timings.seconds,
+        "error": None,
+    }
+
+
+def evaluate_answers(
+    questions: list[dict[str, Any]],
+    *,
+    answer: Callable[[str], Any],
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Ask every question (``answer(question) -> AnswerResult``) and score the answers.
+
+    A question whose answering fails is a row with its ``error`` (and counts as wrong); the others
+    are still asked. Returns the rows and the summary: rates over all questions, medians over the
+    answered ones.
+    """
+    rows = []
+    for item in questions:
+        try:
+            row = score_answer(item, answer(item["q"]))
+        except Exception as exc:  # one failure must not end the run: it is recorded and counted
+            row = {"q": item["q"], "answer": "", "holds_facts": False, "cited_expected": False, "right_and_cited": False,
+                   "grounded": None, "empty": True, "first_token_seconds": None, "seconds": None,
+                   "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+    return {"questions": rows, "summary": summarize_answers(rows)}
+
+
+def summarize_answers(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(rows) or 1
+
+    def rate(key: str) -> float:
+        return round(sum(bool(r.get(key)) for r in rows) / n, 3)
+
+    def median(key: str) -> float | None:
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return round(statistics.median(values), 3) if values else None
+
+    return {
+        "questions": len(rows),
+        "right_and_cited": rate("right_and_cited"),
+        "holds_facts": rate("holds_facts"),
+        "cited_expected": rate("cited_expected"),
+        "grounded": rate("grounded"),
+        "empty": sum(bool(r.get("empty")) for r in rows),
+        "errors": sum(r.get("error") is not None for r in rows),
+        "median_first_token_seconds": median("first_token_seconds"),
+        "median_seconds": median("seconds"),
     }
