@@ -6,8 +6,9 @@ Retrieval: a question is a hit at k when one of the first k chunks comes from on
 its reciprocal rank is 1/rank of the first such chunk within the first 10 (0 beyond).
 
 Answers (:func:`evaluate_answers`): the answer *holds the facts* when every fact appears in its
-text (case-insensitive, citation markers removed; a fact of letters and digits only must stand as
-a word, so "32" is not found in "320"); it is *cited* when one of the sources its ``[n]`` markers
+text (case-insensitive, citation markers removed; a number must stand alone, so "32" is not found
+in "320"; a name must start a word, so "insort" is in "bisect.insort_left" but
+"RotatingFileHandler" is not in "TimedRotatingFileHandler"); it is *cited* when one of the sources its ``[n]`` markers
 point at is an expected page; *right and cited* is both — a right page with a wrong sentence, or a
 right sentence with no right citation, is a failure. Timings come from the answer's own clock.
 """
@@ -73,9 +74,9 @@ def fact_found(fact: str, answer: str) -> bool:
     needle = fact.lower().strip()
     if not needle:
         return True
-    if re.fullmatch(r"\w+", needle):
-        return re.search(rf"(?<!\w){re.escape(needle)}(?!\w)", text) is not None
-    return needle in text
+    if re.fullmatch(r"[\d.]+", needle):
+        return re.search(rf"(?<![\w.]){re.escape(needle)}(?!\w|\.\d)", text) is not None
+    return re.search(rf"(?<![a-z0-9]){re.escape(needle)}", text) is not None
 
 
 def score_answer(item: dict[str, Any], result: Any) -> dict[str, Any]:

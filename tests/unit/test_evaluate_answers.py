@@ -33,9 +33,13 @@ def result(answer: str, *, sources: tuple[str, ...] = ("library/secrets.html",),
         ("timezone.utc", "datetime.now(datetime.timezone.utc)", True),
         (":=", "It is written `:=`.", True),
         ("__enter__", "It needs __enter__ and __exit__.", True),
+        ("insort", "Use bisect.insort_left [3].", True),  # a name may go on: insort_left is insort's
+        ("RotatingFileHandler", "Use TimedRotatingFileHandler.", False),  # but must start a word
+        ("3.8", "New in version 3.8.", True),
+        ("3.8", "New in version 3.81.", False),
     ],
 )
-def test_a_fact_is_found_as_written_not_inside_another_word_or_a_marker(fact: str, answer: str, found: bool) -> None:
+def test_a_fact_is_found_as_written_a_number_not_inside_another_or_a_marker(fact: str, answer: str, found: bool) -> None:
     assert fact_found(fact, answer) is found
 
 
