@@ -60,6 +60,14 @@ class LiveView:
         if route.mode == "rag":
             self.body.caption(WAITING["rag"])
 
+    def sources_found(self, sources: tuple[Any, ...]) -> None:
+        """Before the first token (the model is still reading): say what it reads."""
+        if self.answering or not sources:
+            return
+        files = list(dict.fromkeys(s.source.rsplit("/", 1)[-1] for s in sources))
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        self.body.caption(f"Reading {len(sources)} passage{'s' if len(sources) != 1 else ''} from {shown} — writing the answer…")
+
     def tool_call(self, call: dict[str, Any]) -> None:
         if self._steps is None:
             self._steps = self.top.status("Agent · working…", expanded=True)
@@ -130,8 +138,10 @@ def tokens(events: Iterable[AnswerEvent], view: LiveView, done: list[AnswerResul
                 view.tool_call(call.as_dict())
             case RouteChosen():
                 view.route(event)
-            case SourcesFound() | Cited():
-                pass  # drawn under the answer from Done's result: which sources it cites is known then
+            case SourcesFound(sources):
+                view.sources_found(sources)  # the list itself is drawn under the answer from Done's result
+            case Cited():
+                pass
             case Done(result):
                 done.append(result)
 
