@@ -61,6 +61,14 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _venv_json(venv: Path, code: str, cwd: Path) -> dict:
+    """Run ``code`` with the fresh venv's Python, outside the checkout; the JSON it printed last."""
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd=cwd,
+                         env=_env(cwd), timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_the_wheels_only_top_level_package_is_orchard(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
@@ -79,9 +87,7 @@ def test_declared_dependencies_are_real_and_satisfied(venv: Path, tmp_path: Path
         "bad = [str(r) for r in reqs if not r.marker and not r.specifier.contains(m.version(r.name), prereleases=True)]\n"
         "print(json.dumps({'count': len(reqs), 'unsatisfied': bad}))\n"
     )
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", check], capture_output=True, text=True, check=True,
-                         cwd=tmp_path, env=_env(tmp_path))  # fmt: skip
-    result = json.loads(out.stdout)
+    result = _venv_json(venv, check, tmp_path)
     assert result["count"] >= 20, result
     assert result["unsatisfied"] == []
 
@@ -93,9 +99,7 @@ def test_imports_come_from_the_wheel_not_the_checkout(venv: Path, tmp_path: Path
         "  'top_level_tools': importlib.util.find_spec('tools') is not None,\n"
         "  'top_level_chains': importlib.util.find_spec('chains') is not None}))\n"
     )
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True,
-                         cwd=tmp_path, env=_env(tmp_path))  # fmt: skip
-    found = json.loads(out.stdout)
+    found = _venv_json(venv, code, tmp_path)
     assert found["orchard"].startswith(str(venv)) and found["rag"].startswith(str(venv)), found
     assert not found["top_level_tools"] and not found["top_level_chains"]
 
@@ -147,9 +151,6 @@ def test_the_packaged_app_renders_from_the_wheel(venv: Path, tmp_path: Path) -> 
         "print(json.dumps({'script': str(app_script()), 'exception': [str(e) for e in at.exception],\n"
         "  'text': ' '.join(str(m.value) for m in (*at.title, *at.markdown, *at.caption))}))\n"
     )
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                         env=_env(tmp_path), timeout=300)  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    page = json.loads(out.stdout.strip().splitlines()[-1])
+    page = _venv_json(venv, code, tmp_path)
     assert page["script"].startswith(str(venv)) and page["exception"] == []
     assert "Welcome to Orchard" in page["text"], page["text"][:500]
