@@ -117,6 +117,11 @@ class Settings(BaseSettings):
     dense_weight: float = Field(0.6, ge=0.0, le=1.0, description="0 = BM25 only, 1 = dense only")
     min_relevance: float = Field(0.3, ge=-1.0, le=1.0)
 
+    # Ingestion limits (hostile or broken files are reported and skipped, the rest is ingested).
+    max_file_mb: float = Field(50.0, gt=0, description="larger files are skipped unread")
+    parse_timeout_s: float = Field(60.0, gt=0, description="a file whose parsing takes longer is stopped")
+    follow_symlinks: bool = Field(False, description="follow links inside a folder (never ones leaving it)")
+
     # Agent and tools.
     tool_calling: Literal["routed", "auto"] = "routed"  # auto: the model calls tools itself (vLLM)
     db_url: str | None = None  # SQLAlchemy URL of the database the sql tool reads

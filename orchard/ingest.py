@@ -5,7 +5,10 @@
   an interruption leaves the old or the new version searchable, never neither.
 * Chunks of many files are embedded together (``batch_chunks``) to keep the embedder busy.
 * ``prune=True`` drops stored files under the given paths that no longer exist.
-* Bad files are reported by path with a reason; the rest is ingested.
+* Bad files are reported by path with a reason; the rest is ingested. Hostile input is held off
+  by :class:`IngestLimits`: symbolic links inside a folder are not followed (by default), a file
+  over the size limit is not read, a name with a line break is refused, and a parser that runs
+  past the time limit is stopped (:mod:`orchard.parse_worker`).
 
 The ``source`` of a chunk is the path as given joined with the file's path below it:
 ``ingest(["library"])`` stores ``library/json.html``.
@@ -26,7 +29,8 @@ from langchain_core.documents import Document
 from tqdm import tqdm
 
 from orchard.chunking import chunk_sections
-from orchard.loaders import SUPPORTED_SUFFIXES, LoadError, SkipFile, load_file
+from orchard.loaders import SUPPORTED_SUFFIXES, LoadError, Section, SkipFile, load_file
+from orchard.parse_worker import shared_worker
 from orchard.store import DocumentStore
 
 
@@ -47,30 +51,84 @@ class IngestReport:
         return asdict(self)
 
 
-def discover(paths: Iterable[str | Path], report: IngestReport, *, base: Path | None = None) -> list[tuple[Path, str]]:
+@dataclass(frozen=True)
+class IngestLimits:
+    """What ingestion refuses to do, whatever the files ask (settings: ``ORCHARD_MAX_FILE_MB``,
+    ``ORCHARD_PARSE_TIMEOUT_S``, ``ORCHARD_FOLLOW_SYMLINKS``).
+
+    ``follow_symlinks``: links found inside a given folder are followed only when this is on,
+    and then only when their target stays inside that folder (a link to ``/etc/passwd`` or a
+    loop back up the tree is skipped either way). A path given by name is read even when it
+    is a link: the user asked for it. ``parse_seconds=None`` parses in this process, unbounded.
+    """
+
+    max_file_bytes: int | None = 50_000_000
+    parse_seconds: float | None = None
+    follow_symlinks: bool = False
+
+
+def _link_reason(path: Path, root_real: Path, limits: IngestLimits) -> str | None:
+    """Why the link ``path`` is not followed, or None when it may be."""
+    if not limits.follow_symlinks:
+        return "symbolic link (not followed; set ORCHARD_FOLLOW_SYMLINKS=true to follow links inside the folder)"
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "broken or looping symbolic link (not followed)"
+    if not target.is_relative_to(root_real):
+        return "symbolic link leaving the given folder (not followed)"
+    return None
+
+
+def discover(
+    paths: Iterable[str | Path], report: IngestReport, *, base: Path | None = None, limits: IngestLimits | None = None
+) -> list[tuple[Path, str]]:
     """Expand files and folders (recursively) into ``(path, source)`` pairs, sorted, unique.
 
     A relative path is read below ``base`` (default: the working directory); sources keep the
-    path as given (the app ingests ``uploads/report.pdf`` below its data folder).
+    path as given (the app ingests ``uploads/report.pdf`` below its data folder). Links inside
+    folders are handled as :class:`IngestLimits` says; each skipped one is reported.
     """
+    limits = limits or IngestLimits()
     found: dict[str, Path] = {}
     for given in paths:
         given_str = str(given)
         root = base / given_str if base is not None and not Path(given_str).is_absolute() else Path(given_str)
-        if root.is_dir():
+        if "\n" in given_str or "\r" in given_str:
+            report.files_skipped.append({"path": given_str.replace("\n", "\\n").replace("\r", "\\r"), "reason": "file name with a line break"})
+        elif root.is_dir():
             def unreadable(error: OSError, _given: str = given_str, _root: Path = root) -> None:
                 where = Path(error.filename or _root)
                 shown = (Path(_given) / where.relative_to(_root)).as_posix() if where.is_relative_to(_root) else str(where)
                 report.files_failed.append({"path": shown, "error": f"cannot read folder: {error.strerror or error}"})
 
-            for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            root_real = root.resolve()
+            visited: set[Path] = set()
+            for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=limits.follow_symlinks):
+                here = Path(dirpath)
+                real_here = here.resolve()
+                if real_here in visited:  # a followed link came back to a folder already read
+                    dirnames[:] = []
+                    continue
+                visited.add(real_here)
+                kept = []
+                for name in sorted(d for d in dirnames if not d.startswith(".")):
+                    folder = here / name
+                    if folder.is_symlink() and (reason := _link_reason(folder, root_real, limits)):
+                        report.files_skipped.append({"path": _shown(given_str, folder, root), "reason": reason})
+                    else:
+                        kept.append(name)
+                dirnames[:] = kept
                 for name in sorted(filenames):
                     if name.startswith("."):
                         continue
-                    path = Path(dirpath) / name
-                    source = (Path(given_str) / path.relative_to(root)).as_posix()
-                    if path.suffix.lower() in SUPPORTED_SUFFIXES:
+                    path = here / name
+                    source = _shown(given_str, path, root)
+                    if "\n" in name or "\r" in name:
+                        report.files_skipped.append({"path": source, "reason": "file name with a line break"})
+                    elif path.is_symlink() and (reason := _link_reason(path, root_real, limits)):
+                        report.files_skipped.append({"path": source, "reason": reason})
+                    elif path.suffix.lower() in SUPPORTED_SUFFIXES:
                         found.setdefault(source, path)
                     else:
                         report.files_skipped.append(
@@ -81,6 +139,37 @@ def discover(paths: Iterable[str | Path], report: IngestReport, *, base: Path | 
         else:
             report.files_failed.append({"path": given_str, "error": "no such file or folder"})
     return [(path, source) for source, path in sorted(found.items())]
+
+
+def _shown(given: str, path: Path, root: Path) -> str:
+    """The source name of ``path`` found below ``root`` (given as ``given``); line breaks escaped."""
+    shown = (Path(given) / path.relative_to(root)).as_posix()
+    return shown.replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _read_limited(path: Path, limits: IngestLimits) -> bytes:
+    """The file's bytes, or ``SkipFile`` when it is over the size limit (checked before reading,
+    and again while reading: the file may grow in between)."""
+    limit = limits.max_file_bytes
+    if limit is None:
+        return path.read_bytes()
+    size = path.stat().st_size
+    if size <= limit:
+        with path.open("rb") as fh:
+            data = fh.read(limit + 1)
+        if len(data) <= limit:
+            return data
+        size = max(size, len(data))
+    msg = f"file is {size / 1e6:.1f} MB, over the {limit / 1e6:g} MB limit (ORCHARD_MAX_FILE_MB)"
+    raise SkipFile(msg)
+
+
+def _parser(limits: IngestLimits) -> Callable[[Path, bytes], list[Section]]:
+    if limits.parse_seconds is None:
+        return load_file
+    worker = shared_worker()
+    seconds = limits.parse_seconds
+    return lambda path, data: worker.parse(path, data, timeout=seconds)
 
 
 def _under(source: str, roots: list[str]) -> bool:
@@ -103,6 +192,7 @@ def ingest(
     progress: bool = True,
     on_file: Callable[[str, str], None] | None = None,
     base: Path | None = None,
+    limits: IngestLimits | None = None,
 ) -> IngestReport:
     """Ingest ``paths`` into ``store``; see the module docstring for the rules.
 
@@ -116,11 +206,14 @@ def ingest(
         on_file: called with ``(source, status)`` per file (``indexed``, ``unchanged``,
             ``skipped``, ``failed``), e.g. for a UI.
         base: where relative paths are read from (default: the working directory).
+        limits: size, time and link limits (default :class:`IngestLimits`: 50 MB, no time limit).
     """
+    limits = limits or IngestLimits()
+    parse = _parser(limits)
     started = time.perf_counter()
     paths = [str(p) for p in paths]
     report = IngestReport()
-    files = discover(paths, report, base=base)
+    files = discover(paths, report, base=base, limits=limits)
     known = store.file_hashes()
     seen: set[str] = set()
     pending: list[tuple[str, list[Document]]] = []
@@ -151,7 +244,11 @@ def ingest(
     for path, source in bar:
         seen.add(source)
         try:
-            data = path.read_bytes()
+            data = _read_limited(path, limits)
+        except SkipFile as exc:
+            report.files_skipped.append({"path": source, "reason": str(exc)})
+            notify(source, "skipped")
+            continue
         except OSError as exc:
             report.files_failed.append({"path": source, "error": f"cannot read: {exc.strerror or exc}"})
             notify(source, "failed")
@@ -162,7 +259,7 @@ def ingest(
             notify(source, "unchanged")
             continue
         try:
-            sections = load_file(path, data)
+            sections = parse(path, data)
         except SkipFile as exc:
             report.files_skipped.append({"path": source, "reason": str(exc)})
             notify(source, "skipped")

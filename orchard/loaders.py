@@ -41,22 +41,36 @@ class Section:
     extra: dict = field(default_factory=dict)  # page / rows
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+BINARY_CONTROL_SHARE = 0.10  # text has next to none; compressed or binary data ~24% (61 of 256 byte values)
+
+
 def decode_text(data: bytes, path: Path) -> str:
-    """Decode bytes as UTF-8 (or UTF-16 with a BOM), falling back to Windows-1252/Latin-1;
-    refuse binary content."""
+    """Decode bytes as UTF-8 (or UTF-16 with a BOM), falling back to Windows-1252/Latin-1.
+
+    Refuses binary content (more than 10% control characters in the first 8 KiB, as images,
+    archives and executables have) and drops the few NUL bytes a text file may carry.
+    """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
-            return data.decode("utf-16")
+            text = data.decode("utf-16")
         except UnicodeDecodeError as exc:
             raise LoadError(f"invalid UTF-16 text: {exc}") from exc
-    if b"\x00" in data[:8192]:
+    else:
+        text = next(_decoded(data))
+    sample = text[:8192]
+    if sample and len(_CONTROL.findall(sample)) > BINARY_CONTROL_SHARE * len(sample):
         raise LoadError(f"binary content in a {path.suffix or 'text'} file (not text)")
-    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+    return text.replace("\x00", "")
+
+
+def _decoded(data: bytes):
+    for encoding in ("utf-8-sig", "cp1252"):
         try:
-            return data.decode(encoding)
+            yield data.decode(encoding)
         except UnicodeDecodeError:
             continue
-    raise LoadError("cannot decode text")  # unreachable: latin-1 decodes any byte
+    yield data.decode("latin-1")  # decodes any byte: what it cannot show becomes C1 controls, counted above
 
 
 _WS = re.compile(r"[ \t\r\f\v\u00a0]+")
@@ -219,7 +233,10 @@ def load_csv(text: str, fallback_title: str) -> list[Section]:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(text), dialect))
+    try:
+        rows = list(csv.reader(io.StringIO(text), dialect))
+    except csv.Error as exc:  # e.g. an unclosed quote swallowing the rest of the file into one field
+        raise LoadError(f"broken CSV (check its quoting): {exc}") from exc
     rows = [row for row in rows if any(cell.strip() for cell in row)]
     if not rows:
         return []
@@ -251,6 +268,8 @@ def load_pdf(data: bytes, fallback_title: str) -> list[Section]:
 
     try:
         reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LoadError("encrypted PDF: it needs a password (save an unencrypted copy to ingest it)")
         title = (reader.metadata.title if reader.metadata else None) or fallback_title
         sections = []
         for number, page in enumerate(reader.pages, start=1):

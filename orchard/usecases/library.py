@@ -60,10 +60,16 @@ class Library:
         base: Path | None = None,
     ) -> Any:
         """Add or update files and folders (unchanged files are skipped); an ``IngestReport``."""
-        from orchard.ingest import ingest
+        from orchard.ingest import IngestLimits, ingest
 
+        limits = IngestLimits(
+            max_file_bytes=int(self.settings.max_file_mb * 1_000_000),
+            parse_seconds=self.settings.parse_timeout_s,
+            follow_symlinks=self.settings.follow_symlinks,
+        )
         with self.components.store.ingest_lock:
-            return ingest(list(paths), store=self.components.store, prune=prune, progress=progress, on_file=on_file, base=base)
+            return ingest(list(paths), store=self.components.store, prune=prune, progress=progress, on_file=on_file,
+                          base=base, limits=limits)  # fmt: skip
 
     def upload(self, files: Sequence[tuple[str, bytes]], *, on_file: Callable[..., Any] | None = None) -> Any:
         """Keep uploaded ``(name, bytes)`` files under ``<data_dir>/uploads`` and ingest them.
@@ -86,6 +92,9 @@ class Library:
             elif Path(safe).suffix.lower() not in SUPPORTED_SUFFIXES:
                 kinds = ", ".join(sorted(SUPPORTED_SUFFIXES))
                 refused.files_skipped.append({"path": f"uploads/{safe}", "reason": f"unsupported file type (Orchard reads {kinds})"})
+            elif len(data) > self.settings.max_file_mb * 1_000_000:
+                reason = f"file is {len(data) / 1e6:.1f} MB, over the {self.settings.max_file_mb:g} MB limit (ORCHARD_MAX_FILE_MB)"
+                refused.files_skipped.append({"path": f"uploads/{safe}", "reason": reason})
             else:
                 (self.uploads_dir / safe).write_bytes(data)
                 given.append(f"uploads/{safe}")
