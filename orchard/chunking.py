@@ -72,7 +72,8 @@ def chunk_sections(
 ) -> list[Document]:
     """Split one file's sections into Documents with ids and metadata.
 
-    Metadata: ``source``, ``title``, ``section``, ``chunk``, ``file_sha256`` and, where they apply,
+    Metadata: ``source``, ``title``, ``section``, ``chunk``, ``file_chunks`` (the file's number of
+    chunks), ``file_sha256`` and, where they apply,
     ``page`` (PDF) and ``rows`` (CSV). The Document ``id`` is :func:`chunk_id`.
     """
     splitter = RecursiveCharacterTextSplitter(
@@ -97,4 +98,6 @@ def chunk_sections(
                 **sec.extra,
             }
             docs.append(Document(page_content=text, metadata=metadata, id=chunk_id(source, index, text)))
+    for doc in docs:  # how many chunks the whole file has: a file cut short by a crash is redone
+        doc.metadata["file_chunks"] = len(docs)
     return docs

@@ -91,7 +91,8 @@ def ingest(
 ) -> None:
     """Add or update documents in the store (unchanged files are skipped)."""
     library = command_orchard(store).library
-    report = library.ingest([str(p) for p in paths], prune=prune, progress=sys.stderr.isatty() or not as_json)
+    report = library.ingest([str(p) for p in paths], prune=prune, progress=sys.stderr.isatty() or not as_json,
+                            on_message=lambda message: typer.echo(message, err=True))  # fmt: skip
     if as_json:
         _print_json(report.as_dict())
         return
@@ -101,6 +102,8 @@ def ingest(
         f"+{report.chunks_added} -{report.chunks_removed} chunks, {report.chunks_total} in store "
         f"({report.seconds:.1f} s)"
     )
+    for repair in report.repairs:
+        typer.echo(f"  repaired: {repair}")
     for item in report.files_skipped:
         typer.echo(f"  skipped {item['path']}: {item['reason']}")
     for item in report.files_failed:

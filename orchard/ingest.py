@@ -46,6 +46,7 @@ class IngestReport:
     chunks_removed: int = 0
     chunks_total: int = 0
     seconds: float = 0.0
+    repairs: list[str] = field(default_factory=list)  # e.g. the vector index rebuilt after a killed run
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -140,18 +140,27 @@ class DocumentStore:
     def file_hashes(self) -> dict[str, str]:
         """``source -> file_sha256`` of every file in the store.
 
-        A file whose chunks disagree (an interrupted update left old and new ones) or that was
-        chunked by another version of the chunker maps to ``""``, so the next ingest redoes it.
+        A file whose chunks disagree (an interrupted update left old and new ones), that has fewer
+        chunks than it was cut into (an ingestion killed while writing it), or that was chunked by
+        another version of the chunker maps to ``""``, so the next ingest redoes it.
         """
         from orchard.chunking import CHUNKER_VERSION
 
         hashes: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        expected: dict[str, int] = {}
         for meta in self._get_all(["metadatas"])["metadatas"]:
             if not meta or "source" not in meta:
                 continue
             digest = meta.get("file_sha256", "") if meta.get("chunker") == CHUNKER_VERSION else ""
             source = meta["source"]
             hashes[source] = digest if hashes.get(source, digest) == digest else ""
+            counts[source] = counts.get(source, 0) + 1
+            if isinstance(meta.get("file_chunks"), int):  # absent in stores written before it was kept
+                expected[source] = meta["file_chunks"]
+        for source, total in expected.items():
+            if counts[source] != total:
+                hashes[source] = ""
         return hashes
 
     def chunk_ids(self, source: str) -> list[str]:

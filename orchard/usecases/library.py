@@ -2,12 +2,17 @@
 
 Uploaded files are kept under ``<data_dir>/uploads`` (their sources read ``uploads/NAME``), so a
 re-index can read them again; paths given to :meth:`Library.ingest` are indexed where they are.
-One ingestion at a time per process (two browser tabs uploading at once).
+One ingestion at a time per store: per process (two browser tabs uploading at once) and, for the
+embedded store, across processes (the app's upload and ``orchard ingest``; the second one waits
+and says so). An ingestion that was killed is detected by the next one, which checks Chroma's
+vector index and rebuilds it when it misses chunks (:mod:`orchard.store_repair`), saying so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,9 @@ def safe_file_name(name: str) -> str:
     base = Path(str(name).replace("\\", "/")).name
     cleaned = "".join(ch for ch in base if ch.isprintable() and ch not in '<>:"|?*').strip().lstrip(".")
     return cleaned[:200]
+
+
+log = logging.getLogger(__name__)
 
 
 class Library:
@@ -58,8 +66,13 @@ class Library:
         progress: bool = True,
         on_file: Callable[..., Any] | None = None,
         base: Path | None = None,
+        on_message: Callable[[str], None] | None = None,
     ) -> Any:
-        """Add or update files and folders (unchanged files are skipped); an ``IngestReport``."""
+        """Add or update files and folders (unchanged files are skipped); an ``IngestReport``.
+
+        ``on_message`` hears what the user should know while it runs (waiting for another
+        ingestion, a repair); the report's ``repairs`` keeps the repairs.
+        """
         from orchard.ingest import IngestLimits, ingest
 
         limits = IngestLimits(
@@ -67,9 +80,27 @@ class Library:
             parse_seconds=self.settings.parse_timeout_s,
             follow_symlinks=self.settings.follow_symlinks,
         )
-        with self.components.store.ingest_lock:
-            return ingest(list(paths), store=self.components.store, prune=prune, progress=progress, on_file=on_file,
-                          base=base, limits=limits)  # fmt: skip
+        with self._exclusive(on_message) as repairs:
+            report = ingest(list(paths), store=self.components.store, prune=prune, progress=progress, on_file=on_file,
+                            base=base, limits=limits)  # fmt: skip
+        report.repairs = repairs
+        return report
+
+    @contextlib.contextmanager
+    def _exclusive(self, on_message: Callable[[str], None] | None = None) -> Iterator[list[str]]:
+        """This process's and (embedded store) every process's one writer; repairs first if the
+        last writer was killed. Yields the repairs made, as sentences."""
+        from orchard.store_repair import exclusive_ingestion, repair_after_unclean_stop
+
+        say = on_message or log.warning
+        store = self.components.store
+        with store.ingest_lock:
+            if self.settings.chroma_url:  # a Chroma server keeps its own index; it is not ours to lock
+                yield []
+                return
+            store_dir = self.settings.store_path
+            with exclusive_ingestion(store_dir, notify=say) as unclean:
+                yield repair_after_unclean_stop(store, store_dir=store_dir, notify=say) if unclean else []
 
     def upload(self, files: Sequence[tuple[str, bytes]], *, on_file: Callable[..., Any] | None = None) -> Any:
         """Keep uploaded ``(name, bytes)`` files under ``<data_dir>/uploads`` and ingest them.
@@ -111,7 +142,7 @@ class Library:
     def delete(self, source: str) -> int:
         """Remove a document's chunks (and Orchard's copy of an uploaded file); chunks removed."""
         store = self.components.store
-        with store.ingest_lock:
+        with self._exclusive():
             removed = store.delete(store.chunk_ids(source))
         if source.startswith("uploads/"):
             target = (self.settings.data_dir / source).resolve()

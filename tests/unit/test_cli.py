@@ -42,7 +42,7 @@ def test_ingest_json_summary_then_unchanged(docs: Path) -> None:
     first = json.loads(invoke("ingest", "docs", "--json").stdout)
     assert set(first) == {
         "files_indexed", "files_unchanged", "files_skipped", "files_failed",
-        "chunks_added", "chunks_removed", "chunks_total", "seconds",
+        "chunks_added", "chunks_removed", "chunks_total", "seconds", "repairs",
     }  # fmt: skip
     assert first["files_indexed"] == 2 and first["chunks_total"] == first["chunks_added"] == 2
     assert first["files_failed"][0]["path"] == "docs/broken.pdf"
