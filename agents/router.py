@@ -23,6 +23,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 
+from orchard.agents.limits import ROUTE_MAX_TOKENS, capped
 from orchard.bm25 import tokenize
 
 KINDS = ("compute", "data", "documents", "chat")
@@ -143,7 +144,7 @@ class QuestionRouter:
 
     def propose(self, question: str) -> str | None:
         """The kind the model proposes, or None when its reply names none."""
-        reply = self.llm.invoke(self.prompt.format_messages(question=question, tables=self._tables()))
+        reply = capped(self.llm, ROUTE_MAX_TOKENS).invoke(self.prompt.format_messages(question=question, tables=self._tables()))
         return parse_kind(str(reply.content))
 
     def data_match(self, question: str) -> tuple[str | None, tuple[str, ...]]:
@@ -167,8 +168,32 @@ class QuestionRouter:
         return self.relevance is None or self.relevance(question) >= self.min_relevance
 
     def _route(self, question: str) -> Route:
-        kind = self.propose(question)
         data_tool, matched = self.data_match(question)
+        settled = self.settled(question, data_tool, matched)
+        if settled is not None:
+            return settled
+        return self.decide(question, self.propose(question), data_tool, matched)
+
+    def settled(self, question: str, data_tool: str | None, matched: tuple[str, ...]) -> Route | None:
+        """The route when every kind the model could propose leads to it (no model call needed), else None.
+
+        On the agent task set (bench/agent_tasks.py) 20 of 25 questions are settled so: a
+        question naming two things of the data, arithmetic such as "17% of 2340", a documents
+        question with nothing to compute. The model is still asked about "2 to the power of 20"
+        with only python attached (small talk would get no tool) or "How many orders were placed
+        in total?" with documents attached (names one thing of the data only).
+        Decisions are compared by tool (and, without a tool, by whether documents were wanted:
+        auto mode then reports an empty store). The relevance check (a retrieval, memoized per
+        request) runs only when every other kind already agrees.
+        """
+        first = self.decide(question, None, data_tool, matched)
+        for kind in (*KINDS[:3], "chat"):  # chat last: only it may need the relevance check
+            if _outcome(self.decide(question, kind, data_tool, matched)) != _outcome(first):
+                return None
+        return first
+
+    def decide(self, question: str, kind: str | None, data_tool: str | None, matched: tuple[str, ...]) -> Route:
+        """The route for a proposed ``kind`` (None: the model named none) and the question's data match."""
         has = self.tools.__contains__
         # Naming one thing of the data is enough unless the model saw documents or chat: then two.
         if data_tool and (kind in (None, "data", "compute") or len(matched) >= 2):
@@ -190,6 +215,11 @@ class QuestionRouter:
         if kind == "documents" and not has("search_docs"):
             return Route(None, "documents", "a question for the documents, but none are ingested")
         return Route(None, kind or "chat", "no tool fits")
+
+
+def _outcome(route: Route) -> tuple[str | None, bool]:
+    """What a route changes downstream: the tool, and (without one) whether documents were wanted."""
+    return route.tool, route.tool is None and route.kind == "documents"
 
 
 def describe_route(route: Route) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from sqlglot import exp
 
+from orchard.agents.limits import WRITE_MAX_TOKENS, capped
+
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)
 
 
@@ -116,6 +118,11 @@ class ToolInputWriter:
     SQL is checked before it runs: string literals are linked to stored values
     (:func:`link_values`) and a query that cannot answer the question (:func:`lint_query`) is
     rewritten once with the problem.
+
+    Each write is one conversation (the prompt, the model's reply, a correction, the next reply)
+    that the writer keeps for the question (:meth:`conversation`): a rewrite and the final answer
+    continue it, so the model server re-reads only what was added (its KV cache holds the last
+    call's prompt and reply). Measured on the agent task set: see ``agents/agent.py``.
     """
 
     llm: Runnable
@@ -123,6 +130,9 @@ class ToolInputWriter:
     sql_prompt: ChatPromptTemplate
     #: Stored values per data tool (the router's :attr:`~agents.router.QuestionRouter.vocabulary`).
     vocabulary: dict[str, set[str]] = field(default_factory=dict)
+    max_tokens: int = WRITE_MAX_TOKENS
+    #: The last write: (tool name, question, its messages ending with the model's reply).
+    _last: tuple[str, str, list[BaseMessage]] | None = field(default=None, init=False, repr=False)
 
     def messages(self, tool: BaseTool, question: str) -> tuple[list[BaseMessage], str, str]:
         """The prompt, the code language and the argument name for ``tool``."""
@@ -143,13 +153,29 @@ class ToolInputWriter:
             code = link_values(code, question, self.vocabulary.get(tool.name, set()), dialect)
         return {"code" if tool.name == "python" else "query": code}
 
+    def conversation(self, tool: str, question: str, written: str) -> list[BaseMessage] | None:
+        """The messages of the last write of ``tool`` for ``question``, ending with an AI message
+        holding ``written`` (the input that ran): the model's own reply when it is that code
+        (byte for byte what the server's cache holds), else ``written`` in a fence. None when the
+        writer did not write it (another question, a tool the model called itself)."""
+        if self._last is None or self._last[:2] != (tool, question):
+            return None
+        messages = self._last[2]
+        reply = str(messages[-1].content)
+        language = "python" if tool == "python" else "sql"
+        if extract_code(reply, language) != written.strip():
+            reply = f"```{language}\n{written.strip()}\n```"
+        return [*messages[:-1], AIMessage(content=reply)]
+
     def _generate(self, tool: BaseTool, question: str, failed: tuple[str, str] | None) -> str:
         messages, language, _ = self.messages(tool, question)
         if failed:
             previous, error = failed
-            messages += [
+            messages = self.conversation(tool.name, question, previous) or [
+                *messages,
                 AIMessage(content=f"```{language}\n{previous}\n```"),
-                HumanMessage(content=f"That failed with: {error}\nWrite a corrected version in one ```{language} block."),
             ]
-        reply = self.llm.invoke(messages)
+            messages.append(HumanMessage(content=f"That failed with: {error}\nWrite a corrected version in one ```{language} block."))
+        reply = capped(self.llm, self.max_tokens).invoke(messages)
+        self._last = (tool.name, question, [*messages, AIMessage(content=str(reply.content))])
         return extract_code(str(reply.content), language)

@@ -7,6 +7,10 @@ Usage (a model server at --base-url; `orchard serve` starts the embedded one):
     .venv/bin/python bench/agent_bench.py --kinds math sql
 
 Each kind attaches only its own data (mixed: everything). Results: bench/out/agents-*.json.
+
+With ``--server-log FILE`` (the log of a llama.cpp server started with ``--verbose True``) each
+task also records its model calls: prompt tokens, the tokens the server had to read (not reused
+from its KV cache), generated tokens and seconds per call (see :func:`server_calls`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -32,6 +37,29 @@ from orchard.config import Settings  # noqa: E402
 from orchard.usecases import AnswerRequest, Orchard, build_orchard  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
+_PREFIX_HIT = re.compile(r"Llama\.generate: (\d+) prefix-match hit, remaining (\d+) prompt tokens")
+_PERF = re.compile(r"llama_perf_context_print:\s+(prompt eval|eval|total) time =\s+([\d.]+) ms /\s+(\d+)")
+
+
+def server_calls(log: str) -> list[dict]:
+    """The model calls in a piece of a verbose llama-cpp-python server log, one dict per request:
+    ``prompt_tokens`` (reused + read), ``new_tokens`` (read: not in the KV cache), ``generated``
+    and ``seconds`` (the server's total time for the request)."""
+    calls, reused, read = [], None, None
+    for line in log.splitlines():
+        if m := _PREFIX_HIT.search(line):
+            reused, read = int(m.group(1)), int(m.group(2))
+        elif m := _PERF.search(line):
+            what, ms, tokens = m.group(1), float(m.group(2)), int(m.group(3))
+            if what == "prompt eval" and reused is None:  # no prefix hit: the whole prompt was read
+                reused, read = 0, tokens
+            elif what == "eval":
+                generated = tokens
+            elif what == "total":
+                calls.append({"prompt_tokens": reused + read, "new_tokens": read, "generated": generated + 1,
+                              "seconds": round(ms / 1000, 2)})  # fmt: skip
+                reused = read = None
+    return calls
 
 
 def orchards(work: Path, base_url: str) -> tuple[Orchard, Orchard]:
@@ -76,6 +104,8 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="*", default=list(KINDS), choices=KINDS)
     parser.add_argument("--mode", default="agent", choices=["agent", "auto"])
     parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
+    parser.add_argument("--out", type=Path, help="where to write the JSON (default: bench/out/agents-MODE-TIME.json)")
+    parser.add_argument("--server-log", type=Path, help="a verbose llama.cpp server's log: per-call tokens and time")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="orchard-agents-") as tmp:
@@ -88,13 +118,21 @@ def main() -> None:
         for kind in args.kinds:
             with_db, with_file, with_docs = attached(kind)
             for task in (t for t in TASKS if t.kind == kind):
+                offset = args.server_log.stat().st_size if args.server_log else 0
                 row = run_task(task, docs if with_docs else empty, mode=args.mode,
                                db_url=db_url if with_db else None, tables=[harvest] if with_file else [])  # fmt: skip
                 row["kind"] = kind
+                row["load"] = round(os.getloadavg()[0], 2)
+                if args.server_log:
+                    with args.server_log.open(encoding="utf-8", errors="replace") as log:
+                        log.seek(offset)
+                        row["calls"] = server_calls(log.read())
                 rows.append(row)
                 mark = "PASS" if row["passed"] else "FAIL"
                 print(f"{mark} {kind:<9} {row['seconds']:>6.1f}s {task.question}\n     tools={row.get('tools')} "
                       f"answer={row.get('answer', row.get('error'))!r:.160}", flush=True)  # fmt: skip
+                for call in row.get("calls", []):
+                    print(f"     call {call}", flush=True)
     summary = {}
     for kind in args.kinds:
         mine = [r for r in rows if r["kind"] == kind]
@@ -105,12 +143,25 @@ def main() -> None:
             "tasks": len(mine),
             "median_seconds": round(statistics.median(r["seconds"] for r in mine), 1),
         }
+    summary["all"] = {"passed": sum(r["passed"] for r in rows), "tasks": len(rows),
+                      "median_seconds": round(statistics.median(r["seconds"] for r in rows), 1)}  # fmt: skip
+    if args.server_log:
+        per_task = [r.get("calls", []) for r in rows]
+        summary["all"] |= {
+            "calls_per_task": round(statistics.mean(len(c) for c in per_task), 2),
+            "prompt_tokens_per_task": round(statistics.mean(sum(x["prompt_tokens"] for x in c) for c in per_task)),
+            "new_tokens_per_task": round(statistics.mean(sum(x["new_tokens"] for x in c) for c in per_task)),
+            "server_seconds_per_task": round(statistics.mean(sum(x["seconds"] for x in c) for c in per_task), 2),
+        }
     result = {"command": " ".join(sys.argv), "mode": args.mode, "base_url": args.base_url, "cpus": os.cpu_count(),
+              "load_at_end": os.getloadavg(),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "summary": summary, "tasks": rows}  # fmt: skip
-    name = OUT / f"agents-{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    name = args.out or OUT / f"agents-{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     name.write_text(json.dumps(result, indent=1, ensure_ascii=False))
     for kind, s in summary.items():
-        print(f"{kind:<10} passed {s['passed']}/{s['tasks']}  tool {s['right_tool']}  answer {s['right_answer']}  median {s['median_seconds']} s")
+        print(f"{kind:<10} passed {s['passed']}/{s['tasks']}  tool {s.get('right_tool', '-')}  answer {s.get('right_answer', '-')}  "
+              f"median {s['median_seconds']} s")  # fmt: skip
+    print(json.dumps(summary["all"]))
     print(f"written {name}")
 
 

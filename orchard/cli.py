@@ -370,6 +370,9 @@ def _add_subcommands() -> None:
 
     app.command("api")(api_command)
     app.add_typer(keys_app, name="keys", help="API keys for `orchard api`: create, list, revoke.")
+    from orchard.cli_models import app as models_app
+
+    app.add_typer(models_app, name="models", help="Model files on this machine: list, quantize, bench (size, RAM, speed, quality).")
 
 
 _add_subcommands()

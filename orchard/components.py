@@ -25,10 +25,11 @@ from orchard.config import Settings
 #: Settings each buildable part depends on: a part is kept by :meth:`Components.with_settings`
 #: when none of them changed.
 DEPENDS_ON: dict[str, tuple[str, ...]] = {
-    "embeddings": (),
+    "embeddings": ("embedder", "chroma_url", "store_dir", "data_dir", "collection", "cache_dir"),
     "chroma_client": ("chroma_url", "store_dir", "data_dir"),
     "store": ("chroma_url", "store_dir", "data_dir", "collection"),
-    "retriever": ("chroma_url", "store_dir", "data_dir", "collection", "top_k", "dense_weight"),
+    "retriever": ("chroma_url", "store_dir", "data_dir", "collection", "top_k", "dense_weight", "query_rewrite",
+                  "llm_base_url", "llm_model", "llm_api_key", "llm_timeout"),
     "llm": ("llm_base_url", "llm_model", "llm_api_key", "llm_temperature", "llm_max_tokens", "llm_timeout"),
     "database": ("data_dir",),
     "conversations": ("data_dir",),
@@ -117,9 +118,16 @@ class Components:
     @property
     def embeddings(self) -> Any:
         def build() -> Any:
-            from orchard.embeddings import MiniLMEmbeddings
+            from orchard.embeddings import embeddings_for
+            from orchard.store import recorded_embedder
 
-            return MiniLMEmbeddings()
+            s = self.settings
+            # An existing store keeps the embedder that built it; ORCHARD_EMBEDDER picks a new one's.
+            recorded = recorded_embedder(self.chroma_client, s.collection)
+            try:
+                return embeddings_for(recorded or s.embedder, cache_dir=s.cache_path)
+            except ValueError:  # recorded by something else: the store's check says what to do
+                return embeddings_for(s.embedder, cache_dir=s.cache_path)
 
         return self._part("embeddings", build)
 
@@ -147,9 +155,17 @@ class Components:
     @property
     def retriever(self) -> Any:
         def build() -> Any:
-            from orchard.retriever import HybridRetriever
+            from orchard.retriever import HybridRetriever, RewriteFusionRetriever, llm_rewriter
 
-            return HybridRetriever(store=self.store, k=self.settings.top_k, dense_weight=self.settings.dense_weight)
+            s = self.settings
+            hybrid = HybridRetriever(store=self.store, k=s.top_k, dense_weight=s.dense_weight)
+            if s.query_rewrite == "off":
+                return hybrid
+            # A short greedy call, tagged internal: its tokens are never part of an answer
+            # (`max_tokens` in extra_body too: llama.cpp ignores `max_completion_tokens`).
+            short = self.internal_llm.bind(max_tokens=40, extra_body={"max_tokens": 40})
+            rewriter = llm_rewriter(short, style=s.query_rewrite)
+            return RewriteFusionRetriever(base=hybrid, rewrite=rewriter, k=s.top_k)
 
         return self._part("retriever", build)
 

@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -29,6 +29,7 @@ SAVED_SETTINGS_FILE = "settings.json"
 EDITABLE: dict[str, str] = {
     "llm_base_url": "Model endpoint (OpenAI-compatible URL)",
     "llm_model": "Model name",
+    "model_preset": "Embedded model (a preset or a quantized variant: `orchard models list`)",
     "llm_temperature": "Temperature",
     "top_k": "Passages per answer (top-k)",
     "dense_weight": "Hybrid weight (0 = keywords only, 1 = meaning only)",
@@ -116,6 +117,17 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=50)
     dense_weight: float = Field(0.6, ge=0.0, le=1.0, description="0 = BM25 only, 1 = dense only")
     min_relevance: float = Field(0.3, ge=-1.0, le=1.0)
+    answer_checks: bool = Field(True, description="check each documents answer and repair a failed one (retry, then a quote)")
+    max_context_tokens: int = Field(
+        250, ge=50, le=4000, description="passages' budget per answer, in estimated tokens (bounds the first token's wait)"
+    )
+    # The embedder of a new store (minilm, e5-small, mpnet); an existing store is always opened
+    # with the embedder recorded in it.
+    embedder: Literal["minilm", "e5-small", "mpnet"] = "minilm"
+    # Query rewriting: "keywords" asks the model (one short greedy call, ~1-3 s on 2 idle cores)
+    # for the API names that do what the question describes, and fuses the search for the
+    # question with the search for question + names (measured in /work/notes/h4-results.md).
+    query_rewrite: Literal["off", "keywords"] = "off"
 
     # Ingestion limits (hostile or broken files are reported and skipped, the rest is ingested).
     max_file_mb: float = Field(50.0, gt=0, description="larger files are skipped unread")
@@ -165,6 +177,19 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value if value not in ("", None) else None
+
+    @model_validator(mode="after")
+    def _ask_for_the_selected_model(self) -> Settings:
+        """Unless ORCHARD_LLM_MODEL is set, the client asks for the served name of the selected
+        model (ORCHARD_MODEL_PRESET=qwen-1.5b -> ``qwen2.5-coder-1.5b-instruct``), the name the
+        embedded server serves it under (:func:`orchard.model.served_name_for`)."""
+        if "llm_model" not in self.model_fields_set:
+            from orchard.model import served_name_for
+
+            served = served_name_for(self.model_preset)
+            if served:
+                self.__dict__["llm_model"] = served  # not "set": model_fields_set stays as given
+        return self
 
     @property
     def store_path(self) -> Path:

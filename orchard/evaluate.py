@@ -11,6 +11,11 @@ in "320"; a name must start a word, so "insort" is in "bisect.insort_left" but
 "RotatingFileHandler" is not in "TimedRotatingFileHandler"); it is *cited* when one of the sources its ``[n]`` markers
 point at is an expected page; *right and cited* is both — a right page with a wrong sentence, or a
 right sentence with no right citation, is a failure. Timings come from the answer's own clock.
+
+When a failure detector replaced the answer (``result.repair``), the row records the ``repair``
+kind (``retry``/``extractive``), its ``repair_reason``, the ``original_answer`` and whether that
+one was right and cited (``original_right_and_cited``, its citations read from its ``[n]``
+markers); the summary counts the repairs and gives ``right_and_cited_before_repair``.
 """
 
 from __future__ import annotations
@@ -101,7 +106,20 @@ def score_answer(item: dict[str, Any], result: Any) -> dict[str, Any]:
         "first_token_seconds": result.timings.first_token_seconds,
         "seconds": result.timings.seconds,
         "error": None,
+        **_repair_fields(item, result, right=holds and cited_expected),
     }
+
+
+def _repair_fields(item: dict[str, Any], result: Any, *, right: bool) -> dict[str, Any]:
+    repair = getattr(result, "repair", None)
+    if repair is None:
+        return {"repair": None, "original_right_and_cited": right}
+    original = repair.original
+    by_number = {s.n: s.source for s in result.sources}
+    cited = [by_number[int(n)] for n in re.findall(r"\[(\d{1,2})\]", original) if int(n) in by_number]
+    holds = bool(item.get("facts")) and all(fact_found(f, original) for f in item["facts"])
+    return {"repair": repair.kind, "repair_reason": repair.reason, "original_answer": original,
+            "original_right_and_cited": holds and any(_matches(c, item["pages"]) for c in cited)}  # fmt: skip
 
 
 def evaluate_answers(
@@ -123,7 +141,7 @@ def evaluate_answers(
         except Exception as exc:  # one failure must not end the run: it is recorded and counted
             row = {"q": item["q"], "answer": "", "holds_facts": False, "cited_expected": False, "right_and_cited": False,
                    "grounded": None, "empty": True, "first_token_seconds": None, "seconds": None,
-                   "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
+                   "error": f"{type(exc).__name__}: {exc}", "repair": None, "original_right_and_cited": False}  # fmt: skip
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -148,6 +166,8 @@ def summarize_answers(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "grounded": rate("grounded"),
         "empty": sum(bool(r.get("empty")) for r in rows),
         "errors": sum(r.get("error") is not None for r in rows),
+        "right_and_cited_before_repair": rate("original_right_and_cited"),
+        "repaired": {kind: sum(r.get("repair") == kind for r in rows) for kind in ("retry", "extractive")},
         "median_first_token_seconds": median("first_token_seconds"),
         "median_seconds": median("seconds"),
     }

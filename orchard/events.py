@@ -14,6 +14,7 @@ event              meaning
 :class:`CritiqueMade`  one principle of the constitution checked
 :class:`Token`         a token of the answer the user reads
 :class:`Cited`         the citation numbers the answer carries, and whether it is grounded
+:class:`AnswerRepaired` a failure detector fired: the answer is replaced (a retry, or a quote)
 :class:`Done`          the end: carries the whole :class:`AnswerResult`
 =================  ===============================================================
 
@@ -35,7 +36,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 #: Keys of a chain's source record that become :class:`Source` fields; others go to ``extra``.
 _SOURCE_FIELDS = ("n", "source", "title", "section", "text", "score", "relevance", "chunk_id")
@@ -151,6 +152,31 @@ class Cited:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AnswerRepaired:
+    """The streamed answer failed a check (:mod:`orchard.chains.answer_checks`) and is replaced.
+
+    ``kind``: ``"retry"`` (the model answered again, greedy, with a nudge) or ``"extractive"``
+    (a quote of the passage sentence that best answers the question, cited). ``reason`` names
+    the detectors that fired; ``original`` is the answer that streamed first.
+    """
+
+    kind: Literal["retry", "extractive"]
+    reason: str
+    answer: str
+    cited: tuple[int, ...] = ()
+    original: str = ""
+
+    @classmethod
+    def from_chunk(cls, data: Mapping[str, Any]) -> AnswerRepaired:
+        kind = "extractive" if data.get("kind") == "extractive" else "retry"
+        return cls(kind=kind, reason=str(data.get("reason", "")), answer=str(data.get("answer", "")),
+                   cited=tuple(data.get("cited") or ()), original=str(data.get("original", "")))  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "reason": self.reason, "original": self.original}
+
+
+@dataclass(frozen=True, kw_only=True)
 class Timings:
     first_token_seconds: float | None = None
     seconds: float = 0.0
@@ -172,6 +198,7 @@ class AnswerResult:
     tool_calls: tuple[ToolCallRecord, ...] = ()
     draft: str | None = None  # set when the answer was critiqued
     critiques: tuple[CritiqueRecord, ...] = ()
+    repair: AnswerRepaired | None = None  # set when a failure detector replaced the answer
     timings: Timings = field(default_factory=Timings)
     conversation_id: str | None = None
     message_id: int | None = None
@@ -197,6 +224,8 @@ class AnswerResult:
         if self.draft is not None:
             data["draft"] = self.draft
             data["critiques"] = [c.as_dict() for c in self.critiques]
+        if self.repair is not None:
+            data["repair"] = self.repair.as_dict()
         return data
 
     def with_ids(self, *, conversation_id: str, message_id: int) -> AnswerResult:
@@ -208,7 +237,9 @@ class Done:
     result: AnswerResult
 
 
-AnswerEvent = RouteChosen | Standalone | SourcesFound | ToolCalled | DraftToken | CritiqueMade | Token | Cited | Done
+AnswerEvent = (
+    RouteChosen | Standalone | SourcesFound | ToolCalled | DraftToken | CritiqueMade | Token | AnswerRepaired | Cited | Done
+)
 
 
 # --- chain chunks -> events -------------------------------------------------------------------
@@ -231,6 +262,8 @@ def chunk_events(chunk: Mapping[str, Any]) -> Iterator[AnswerEvent]:
                                           needs_revision=bool(item.get("needs_revision"))))  # fmt: skip
     if chunk.get("answer"):
         yield Token(str(chunk["answer"]))
+    if chunk.get("repair"):
+        yield AnswerRepaired.from_chunk(chunk["repair"])
     if "cited" in chunk or "grounded" in chunk:
         yield Cited(tuple(chunk.get("cited") or ()), chunk.get("grounded"))
 
@@ -266,6 +299,7 @@ class AnswerFold:
         self.draft: list[str] = []
         self.critiques: list[CritiqueRecord] = []
         self.tokens: list[str] = []
+        self.repair: AnswerRepaired | None = None
 
     def feed(self, event: AnswerEvent) -> None:
         match event:
@@ -285,6 +319,14 @@ class AnswerFold:
                 self.tool_calls.append(call)
             case CritiqueMade(critique):
                 self.critiques.append(critique)
+            case AnswerRepaired():  # critiqued: the draft is what was repaired (the revision follows)
+                streamed = "".join(self.draft if self.critiqued else self.tokens).strip()
+                self.repair = replace(event, original=event.original or streamed)
+                if self.critiqued:
+                    self.draft = [event.answer]
+                else:
+                    self.tokens = [event.answer]
+                    self.cited = event.cited
             case Cited(cited, grounded):
                 self.cited, self.grounded = cited, grounded
             case Done():
@@ -313,6 +355,7 @@ class AnswerFold:
             tool_calls=tuple(self.tool_calls),
             draft="".join(self.draft).strip() if self.critiqued else None,
             critiques=tuple(self.critiques),
+            repair=self.repair,
             timings=Timings(first_token_seconds=first, seconds=round(now - self.started, 3)),
         )
 

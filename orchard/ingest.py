@@ -184,6 +184,35 @@ def _under(source: str, roots: list[str]) -> bool:
     return False
 
 
+# --- files holding several documents (orchard.formats) --------------------------------------------
+# An mbox's mails, a MediaWiki dump's pages and a mail's attachments come back from the loader as
+# sections with ``Section.part`` set; each part is stored as its own source ``file#part`` (so it is
+# cited, listed and replaced on its own) and all carry the file's sha256. The file is unchanged
+# when every stored part has its current hash; parts it no longer holds are removed after the
+# new ones are written.
+
+MULTI_SOURCE_SUFFIXES = frozenset({".eml", ".mbox", ".xml"})
+
+
+def split_parts(sections: list[Section], source: str) -> list[tuple[str, list[Section]]]:
+    """``(part source, its sections)`` in order of appearance: part ``""`` is ``source`` itself."""
+    groups: dict[str, list[Section]] = {}
+    for section in sections:
+        groups.setdefault(f"{source}#{section.part}" if section.part else source, []).append(section)
+    return list(groups.items())
+
+
+def _stored_parts(known: dict[str, str]) -> dict[str, set[str]]:
+    """``file source -> its stored part sources``, for the sources that name a part."""
+    parts: dict[str, set[str]] = {}
+    for stored in known:
+        cut = stored.find("#")
+        while cut > 0:
+            parts.setdefault(stored[:cut], set()).add(stored)
+            cut = stored.find("#", cut + 1)
+    return parts
+
+
 def ingest(
     paths: Iterable[str | Path],
     *,
@@ -216,8 +245,10 @@ def ingest(
     report = IngestReport()
     files = discover(paths, report, base=base, limits=limits)
     known = store.file_hashes()
+    stored_parts = _stored_parts(known)
     seen: set[str] = set()
-    pending: list[tuple[str, list[Document]]] = []
+    # (source, chunks, finished): finished = (file source, its stale part sources) on a file's last part
+    pending: list[tuple[str, list[Document], tuple[str, set[str]] | None]] = []
     pending_chunks = 0
     notify = on_file or (lambda _source, _status: None)
 
@@ -225,10 +256,10 @@ def ingest(
         nonlocal pending_chunks
         if not pending:
             return
-        docs = [d for _, chunk_docs in pending for d in chunk_docs]
+        docs = [d for _, chunk_docs, _ in pending for d in chunk_docs]
         vectors = store.embeddings.embed_documents([d.page_content for d in docs])
         offset = 0
-        for source, chunk_docs in pending:
+        for source, chunk_docs, finished in pending:
             file_vectors = vectors[offset : offset + len(chunk_docs)]
             offset += len(chunk_docs)
             old_ids = set(store.chunk_ids(source))
@@ -236,8 +267,12 @@ def ingest(
             new_ids = {d.id for d in chunk_docs}
             report.chunks_removed += store.delete(old_ids - new_ids)
             report.chunks_added += len(new_ids - old_ids)
-            report.files_indexed += 1
-            notify(source, "indexed")
+            if finished is not None:
+                file_source, stale_parts = finished
+                for stale in sorted(stale_parts):
+                    report.chunks_removed += store.delete(store.chunk_ids(stale))
+                report.files_indexed += 1
+                notify(file_source, "indexed")
         pending.clear()
         pending_chunks = 0
 
@@ -255,7 +290,11 @@ def ingest(
             notify(source, "failed")
             continue
         digest = hashlib.sha256(data).hexdigest()
-        if known.get(source) == digest:
+        parts_before = {source} & known.keys()
+        if path.suffix.lower() in MULTI_SOURCE_SUFFIXES:
+            parts_before |= stored_parts.get(source, set())
+        if parts_before and all(known[s] == digest for s in parts_before):
+            seen.update(parts_before)
             report.files_unchanged += 1
             notify(source, "unchanged")
             continue
@@ -273,9 +312,13 @@ def ingest(
             report.files_failed.append({"path": source, "error": f"{type(exc).__name__}: {exc}"})
             notify(source, "failed")
             continue
-        docs = chunk_sections(sections, source=source, file_sha256=digest)
-        pending.append((source, docs))
-        pending_chunks += len(docs)
+        parts = split_parts(sections, source)
+        for number, (part_source, part_sections) in enumerate(parts, start=1):
+            docs = chunk_sections(part_sections, source=part_source, file_sha256=digest)
+            finished = (source, parts_before - {s for s, _ in parts}) if number == len(parts) else None
+            pending.append((part_source, docs, finished))
+            pending_chunks += len(docs)
+            seen.add(part_source)
         if pending_chunks >= batch_chunks:
             flush()
     flush()

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst", ".html", ".htm", ".csv"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".pdf"}
+#: read from bytes by orchard.formats (office files, e-books, mail, MediaWiki dumps)
+FORMAT_SUFFIXES = {".docx", ".pptx", ".xlsx", ".ods", ".odt", ".epub", ".eml", ".mbox", ".xml"}
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | {".pdf"} | FORMAT_SUFFIXES
 
 
 class LoadError(Exception):
@@ -39,6 +41,9 @@ class Section:
     title: str
     section: str = ""
     extra: dict = field(default_factory=dict)  # page / rows
+    #: "" for the file itself; else a document inside the file (a mail of an mbox, a page of a
+    #: wiki dump, an attachment), stored as its own source ``file#part`` (see orchard.formats)
+    part: str = ""
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
@@ -308,12 +313,16 @@ def load_file(path: Path, data: bytes | None = None) -> list[Section]:
         if not data.startswith(b"%PDF"):
             raise LoadError("not a PDF file (missing %PDF header)")
         sections = load_pdf(data, fallback_title)
+    elif suffix in FORMAT_SUFFIXES:
+        from orchard.formats import byte_loader
+
+        sections = byte_loader(suffix)(data, fallback_title)
     else:
         text = decode_text(data, path)
-        loader = {
-            ".html": load_html, ".htm": load_html, ".md": load_markdown, ".markdown": load_markdown,
-            ".rst": load_rst, ".csv": load_csv, ".txt": load_plain,
-        }[suffix]  # fmt: skip
+        if suffix in (".md", ".markdown"):
+            from orchard.formats.wiki import load_wiki_markdown as loader  # plain Markdown unless [[links]] / front matter
+        else:
+            loader = {".html": load_html, ".htm": load_html, ".rst": load_rst, ".csv": load_csv, ".txt": load_plain}[suffix]
         sections = loader(text, fallback_title)
     if not sections:
         raise SkipFile("no text found")

@@ -13,11 +13,14 @@ Example::
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from fnmatch import fnmatch
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
@@ -45,6 +48,33 @@ def reciprocal_rank_fusion(
     return sorted(scores.items(), key=lambda item: -item[1])
 
 
+class Rescorer(Protocol):
+    """A second-stage scorer: similarity of ``query`` to each chunk id it knows."""
+
+    def score(self, query: str, ids: list[str]) -> dict[str, float]: ...
+
+
+class VectorRescorer:
+    """Cosine similarity under a second embedder, from passage vectors looked up by chunk id.
+
+    Args:
+        embeddings: the second embedder (embeds the query; normalized vectors).
+        vectors: ``ids -> {id: vector}`` for the chunks it has (the store's second-stage
+            vectors, computed at ingest); chunks without a vector are left to the first stage.
+    """
+
+    def __init__(self, *, embeddings: Embeddings, vectors: Callable[[list[str]], dict[str, list[float]]]) -> None:
+        self.embeddings = embeddings
+        self.vectors = vectors
+
+    def score(self, query: str, ids: list[str]) -> dict[str, float]:
+        found = self.vectors(ids)
+        if not found:
+            return {}
+        query_vec = self.embeddings.embed_query(query)
+        return {i: float(sum(a * b for a, b in zip(query_vec, vec, strict=True))) for i, vec in found.items()}
+
+
 class HybridRetriever(BaseRetriever):
     """BM25 + dense retrieval over a :class:`DocumentStore`, fused by reciprocal rank.
 
@@ -57,6 +87,9 @@ class HybridRetriever(BaseRetriever):
             one long page cannot crowd out every other answer.
         secondary_sources: glob patterns of sources (release notes, change logs) whose fused
             score is multiplied by ``secondary_weight``.
+        rescorer: an optional second stage: the ``rescore_depth`` best fused chunks are ranked
+            again by it, and that ranking is fused (by reciprocal rank, weight
+            ``rescore_weight``) with the first-stage ranking.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -68,6 +101,9 @@ class HybridRetriever(BaseRetriever):
     max_per_source: int = Field(default=2, ge=0)
     secondary_sources: tuple[str, ...] = SECONDARY_SOURCES
     secondary_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    rescorer: Any = None
+    rescore_depth: int = Field(default=20, ge=1)
+    rescore_weight: float = Field(default=0.5, ge=0.0, le=1.0)
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None, **_: Any
@@ -91,6 +127,8 @@ class HybridRetriever(BaseRetriever):
             ((i, score * self._prior(by_id[i].metadata.get("source", ""))) for i, score in fused if i in by_id),
             key=lambda item: -item[1],
         )
+        if self.rescorer is not None and self.rescore_weight > 0:
+            rescored = self._second_stage(query, rescored)
         chosen: list[tuple[str, float]] = []
         held_back: list[tuple[str, float]] = []
         per_source: dict[str, int] = {}
@@ -134,6 +172,17 @@ class HybridRetriever(BaseRetriever):
         )
         return lexical, fused, {d.id: d for d in self.store.get([i for i, _ in fused])}
 
+    def _second_stage(self, query: str, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """Fuse the first-stage ranking with the rescorer's ranking of its head."""
+        head = [i for i, _ in ranked[: self.rescore_depth]]
+        scores = self.rescorer.score(query, head)
+        if not scores:
+            return ranked
+        second = sorted(scores, key=lambda i: -scores[i])
+        first = [i for i, _ in ranked]
+        fused = reciprocal_rank_fusion([first, second], [1 - self.rescore_weight, self.rescore_weight])
+        return fused
+
     def _prior(self, source: str) -> float:
         if self.secondary_weight < 1 and any(fnmatch(source, pattern) for pattern in self.secondary_sources):
             return self.secondary_weight
@@ -168,3 +217,84 @@ class MemoRetriever(BaseRetriever):
             extra = {"k": k} if k is not None else {}
             found = self.memo[(query, k)] = self.base.invoke(query, config={"callbacks": run_manager.get_child()}, **extra, **kwargs)
         return [Document(page_content=d.page_content, metadata=dict(d.metadata), id=d.id) for d in found[:k]]
+
+
+# --- query-side: several formulations of one question, fused ---------------------------------------
+
+
+class RewriteFusionRetriever(BaseRetriever):
+    """Retrieves for the question and for each rewrite of it, and fuses the lists by reciprocal rank.
+
+    Args:
+        base: the retriever run once per formulation (the hybrid retriever).
+        rewrite: ``question -> [other formulations]`` (an LLM call, see :func:`llm_rewriter`);
+            an empty list (or an error) leaves the question alone.
+        original_weight: the question's own list's weight (each rewrite has weight 1).
+        k: number of chunks returned; ``invoke(query, k=...)`` overrides it per call.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    base: BaseRetriever
+    rewrite: Callable[[str], list[str]]
+    original_weight: float = Field(default=1.0, ge=0.0)
+    k: int = Field(default=5, ge=1)
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None, **_: Any
+    ) -> list[Document]:
+        k = self.k if k is None else k
+        try:
+            others = [r for r in self.rewrite(query) if r.strip() and r.strip() != query.strip()]
+        except Exception:  # a failed rewrite must not fail the search
+            others = []
+        lists: list[list[str]] = []
+        by_id: dict[str, Document] = {}
+        for formulation in [query, *others]:
+            docs = self.base.invoke(formulation, k=max(k, 10), config={"callbacks": run_manager.get_child()})
+            lists.append([d.id or "" for d in docs])
+            for d in docs:
+                by_id.setdefault(d.id or "", d)
+        fused = reciprocal_rank_fusion(lists, [self.original_weight] + [1.0] * len(others))
+        out = []
+        for rank, (chunk_id, score) in enumerate(fused[:k], start=1):
+            doc = by_id[chunk_id]
+            doc.metadata.update(score=round(score, 6), rank=rank)
+            out.append(doc)
+        return out
+
+
+REWRITE_PROMPTS = {
+    # What a user who does not know the names cannot type: the names.
+    "keywords": (
+        "Which Python standard library modules, functions or methods do this? Answer with the names only, "
+        "comma separated, at most five.\nTask: {question}"
+    ),
+    "rewrites": (
+        "Rewrite this question about Python in three different short ways, using the technical terms "
+        "of the Python documentation. One per line, nothing else.\nQuestion: {question}"
+    ),
+    "hyde": "Answer in two short sentences, as the Python documentation would, naming the function to use.\nQuestion: {question}",
+}
+
+
+def llm_rewriter(llm: Any, *, style: str = "keywords") -> Callable[[str], list[str]]:
+    """``question -> [formulations]`` from one call of ``llm`` (a LangChain chat model).
+
+    ``keywords``: the question followed by the API names the model suggests (one formulation);
+    ``rewrites``: up to three rephrasings, one per line; ``hyde``: a short hypothetical answer.
+    """
+    template = REWRITE_PROMPTS[style]
+
+    def rewrite(question: str) -> list[str]:
+        reply = llm.invoke(template.format(question=question))
+        text = str(getattr(reply, "content", reply)).strip()
+        if style == "keywords":
+            names = re.sub(r"\s+", " ", text.replace("`", ""))[:200]
+            return [f"{question} {names}"]
+        if style == "rewrites":
+            lines = [re.sub(r"^\s*(?:[-*\d.)]+\s*)", "", line).strip() for line in text.splitlines()]
+            return [line for line in lines if line][:3]
+        return [text[:400]]
+
+    return rewrite

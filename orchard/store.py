@@ -65,6 +65,19 @@ def make_chroma_client(*, path: Path | None = None, url: str | None = None) -> A
     return chromadb.PersistentClient(path=str(path), settings=settings)
 
 
+def recorded_embedder(client: Any, collection: str) -> str | None:
+    """The embedder name recorded in ``collection`` (None: no such collection, or none recorded),
+    so an existing store is opened with the embedder that built it."""
+    from chromadb.errors import NotFoundError
+
+    try:
+        stored = client.get_collection(name=collection, embedding_function=None)
+    except NotFoundError:
+        return None
+    name = (stored.metadata or {}).get(EMBEDDER_KEY)
+    return str(name) if name else None
+
+
 def embedder_identity(embeddings: Embeddings) -> tuple[str, int]:
     name = getattr(embeddings, "name", type(embeddings).__name__)
     dimension = getattr(embeddings, "dimension", None)

@@ -17,6 +17,7 @@ import streamlit as st
 
 from orchard.events import (
     AnswerEvent,
+    AnswerRepaired,
     AnswerResult,
     Cited,
     CritiqueMade,
@@ -109,6 +110,8 @@ class LiveView:
     def finish(self, result: AnswerResult) -> None:
         """The whole answer: citation badges, the grounding note and the sources."""
         meta = result.as_dict()
+        with self.top:
+            render.repaired(meta)  # the streamed answer is replaced: say so above it
         self.body.markdown(render.with_citation_badges(result.answer, len(result.sources)) or "_(no answer)_")
         with self.below:
             render.not_grounded(meta)
@@ -140,6 +143,8 @@ def tokens(events: Iterable[AnswerEvent], view: LiveView, done: list[AnswerResul
                 view.route(event)
             case SourcesFound(sources):
                 view.sources_found(sources)  # the list itself is drawn under the answer from Done's result
+            case AnswerRepaired():
+                pass  # the result (Done) carries the repaired answer: finish() draws it, marked
             case Cited():
                 pass
             case Done(result):

@@ -104,6 +104,7 @@ def assistant_message(user: str, conversation: Any, message: Any, ratings: dict[
     with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
         render.steps(list(meta.get("tool_calls") or []))
         render.critique(meta, message.content)
+        render.repaired(meta)
         render.answer_text(message.content, meta)
         render.not_grounded(meta)
         render.sources(list(meta.get("sources") or []), meta.get("cited") or [])

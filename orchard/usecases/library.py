@@ -142,8 +142,9 @@ class Library:
     def delete(self, source: str) -> int:
         """Remove a document's chunks (and Orchard's copy of an uploaded file); chunks removed."""
         store = self.components.store
+        parts = [s for s in store.sources() if s.startswith(source + "#")]  # a mailbox's mails, a dump's pages
         with self._exclusive():
-            removed = store.delete(store.chunk_ids(source))
+            removed = sum(store.delete(store.chunk_ids(s)) for s in [source, *parts])
         if source.startswith("uploads/"):
             target = (self.settings.data_dir / source).resolve()
             if target.is_relative_to(self.uploads_dir.resolve()):

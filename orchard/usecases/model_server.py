@@ -102,6 +102,10 @@ class ModelServer:
             raise ModelAssemblyError(msg)
         return assemble_model(PRESETS[name], cache_dir=self.settings.cache_path)
 
+    def models(self) -> list[dict[str, Any]]:
+        """:func:`model_table` for these settings."""
+        return model_table(self.settings)
+
     def answering(self) -> bool:
         """True when the endpoint answers, or is listening but busy (llama.cpp does not answer
         while it generates: measured)."""
@@ -173,3 +177,18 @@ class ModelServer:
             "model_server_up": up,
             "model_server_busy": not up and server.is_listening(url, timeout=0.5),
         }
+
+
+def model_table(settings: Settings) -> list[dict[str, Any]]:
+    """The installed model files (presets and quantized variants in ``<cache_dir>/models``),
+    each with its bench figures from ``<data_dir>/bench/models.json`` (None where not measured:
+    ``orchard models bench``) and ``selected`` for ORCHARD_MODEL_PRESET's."""
+    from orchard.model import installed_models
+    from orchard.model_bench import load_results, results_path, trade_off_rows
+
+    installed = installed_models(settings.cache_path)
+    rows = trade_off_rows(installed, load_results(results_path(settings.data_dir)))
+    for row, model in zip(rows, installed, strict=True):
+        row["selected"] = model.name == settings.model_preset
+        row["path"] = str(model.path)
+    return rows

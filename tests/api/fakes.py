@@ -21,9 +21,12 @@ APPLES = b"# Apples\n\nPrune apple trees in late winter, while they are dormant.
 
 
 def tag_of(messages: list[BaseMessage]) -> str:
-    """The last ``tag-...`` word of the last message ('tag-none' if there is none)."""
-    found = TAG.findall(str(messages[-1].content)) if messages else []
-    return found[-1] if found else "tag-none"
+    """The last ``tag-...`` word of the last message that has one — a retry's nudge comes after
+    the question ('tag-none' if there is none)."""
+    for message in reversed(messages):
+        if found := TAG.findall(str(message.content)):
+            return found[-1]
+    return "tag-none"
 
 
 class EchoModel(BaseChatModel):

@@ -122,7 +122,7 @@ def test_the_agent_reports_its_tool_calls(tmp_path: Path) -> None:
 
     from orchard.api import create_app
 
-    orchard = scripted_orchard(tmp_path / "data", "print(17 * 23)", "print(17 * 23)", "17 * 23 is 391.")
+    orchard = scripted_orchard(tmp_path / "data", "print(17 * 23)", "17 * 23 is 391.")  # routed to python without a model call
     body = TestClient(create_app(orchard), base_url=LOCAL).post("/v1/chat/completions", json=ask("orchard-agent", "What is 17 * 23?")).json()
     assert body["choices"][0]["message"]["content"] == "17 * 23 is 391."
     extra = body["orchard"]

@@ -54,7 +54,18 @@ def fingerprints() -> dict[str, str]:
     return {name: _first_line(prompt.messages[0].prompt.template) for name, prompt in prompts.items()}
 
 
+@functools.cache
+def answer_tail() -> str:
+    """The first line of agent_answer's last message: the routed agent sends it alone after the
+    writer's conversation (whose system message is agent_python's or agent_sql's)."""
+    from orchard.prompts import load_prompt
+
+    return _first_line(load_prompt("agent_answer").messages[-1].prompt.template)
+
+
 def prompt_kind(messages: list[BaseMessage]) -> str:
+    if len(messages) > 2 and isinstance(messages[-2], AIMessage) and question_of(messages).startswith(answer_tail()):
+        return "agent_answer"
     system = next((m.text for m in messages if isinstance(m, SystemMessage)), "")
     line = _first_line(system)
     for name, start in fingerprints().items():
@@ -65,8 +76,19 @@ def prompt_kind(messages: list[BaseMessage]) -> str:
 
 
 def question_of(messages: list[BaseMessage]) -> str:
-    """The last human message."""
-    return next((m.text for m in reversed(messages) if isinstance(m, HumanMessage)), "")
+    """The last human message (the RAG prompt's: its ``Question:`` part), past the nudges the
+    answer checks add when they ask again."""
+    from orchard.chains.rag import MAY_NOT_REFUSE, STATE_THE_VALUE
+
+    text = next((m.text for m in reversed(messages) if isinstance(m, HumanMessage) and m.text not in (MAY_NOT_REFUSE, STATE_THE_VALUE)), "")
+    if text.startswith("Sources:") and "\n\nQuestion: " in text:
+        return text.rsplit("\n\nQuestion: ", 1)[1].strip()
+    return text
+
+
+def passages_of(messages: list[BaseMessage]) -> str:
+    """The numbered sources the RAG prompt carries (in the human message that starts with them)."""
+    return next((m.text for m in messages if isinstance(m, HumanMessage) and m.text.startswith("Sources:")), "")
 
 
 def _field(text: str, label: str) -> str:
@@ -88,7 +110,8 @@ def route(messages: list[BaseMessage], model: RuleModel) -> str:
 def rag_answer(messages: list[BaseMessage], model: RuleModel) -> str:
     """The best sentence of passage [1], cited; asked again (regenerate), another wording."""
     question = question_of(messages)
-    passages = re.findall(r"^\[(\d+)\] \(.*?\)\n(.*?)(?=\n\n\[\d+\] \(|\Z)", messages[0].text, re.S | re.M)
+    sources = passages_of(messages).removeprefix("Sources:").rsplit("\n\nQuestion: ", 1)[0]
+    passages = re.findall(r"^\[(\d+)\] \(.*?\)\n(.*?)(?=\n\n\[\d+\] \(|\Z)", sources.strip(), re.S | re.M)
     if not passages:
         return "The documents do not answer this question."
     best = best_sentence(question, passages[0][1])

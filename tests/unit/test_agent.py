@@ -71,21 +71,21 @@ def test_a_computation_is_routed_to_python_with_the_program_the_model_wrote() ->
         {"tool": "python", "input": {"code": "print(sum(i*i for i in range(1, 101)))"}, "output": "338350", "ok": True}
     ]
     assert result["route"]["tool"] == "python"
-    # The answering model saw the program and its output, and no tools were offered to it.
+    # The answering model saw the program (its own reply, in the writer's conversation) and its output.
     final = model.calls[-1]
-    assert isinstance(final[0], SystemMessage) and "python tool" in final[0].content
-    assert "338350" in final[-1].content and "range(1, 101)" in final[-1].content
+    assert isinstance(final[0], SystemMessage) and final[0].content == model.calls[1][0].content  # the writer's
+    assert "range(1, 101)" in final[-2].content and final[-1].content.startswith("Result:\n338350\n")
     assert "Question: What is the sum of the squares from 1 to 100?" in final[-1].content
 
 
-def test_a_question_naming_the_schema_goes_to_sql_even_when_the_model_says_documents() -> None:
+def test_a_question_naming_two_things_of_the_schema_goes_to_sql_without_asking_the_model() -> None:
     sql = FakeSQL(seen=[])
-    model = ScriptedToolModel(replies=["documents", "```sql\nSELECT COUNT(*) FROM orders\n```", "There are 42 orders."])
+    model = ScriptedToolModel(replies=["```sql\nSELECT COUNT(*) FROM orders\n```", "There are 42 orders."])
     result = run(model, [python, sql, search_docs], "How many orders are there in total, by amount?")
     assert result["route"]["tool"] == "sql" and "amount" in result["route"]["reason"]
     assert sql.seen == ["SELECT COUNT(*) FROM orders"]
-    # The SQL writer was given the schema.
-    assert "towns(name, population)" in model.calls[1][-1].content
+    # Two model calls: the SQL writer (given the schema) and the answer; no routing call.
+    assert len(model.calls) == 2 and "towns(name, population)" in model.calls[0][-1].content
 
 
 def test_a_failed_call_is_rewritten_once_with_the_error_then_answered() -> None:
@@ -110,11 +110,11 @@ def test_after_the_last_attempt_fails_the_answer_is_written_from_the_error() -> 
 
 
 def test_documents_questions_search_with_the_question_and_return_sources() -> None:
-    model = ScriptedToolModel(replies=["documents", "Prune in late winter [1]."])
+    model = ScriptedToolModel(replies=["Prune in late winter [1]."])
     result = run(model, [python, search_docs], "When do I prune?")
     assert result["tool_calls"][0]["input"] == {"query": "When do I prune?"}
     assert result["sources"] == [{"n": 1, "source": "guide.md", "text": "Prune in late winter."}]
-    assert len(model.calls) == 2  # no model call to write a search query
+    assert len(model.calls) == 1  # nothing to compute, documents match: no routing call, no query to write
 
 
 def test_small_talk_is_answered_without_a_tool() -> None:
@@ -268,13 +268,12 @@ def test_the_writer_rewrites_a_query_that_cannot_answer_and_links_its_values() -
     sql = FakeSQL(seen=[])
     model = ScriptedToolModel(
         replies=[
-            "data",
-            "```sql\nSELECT SUM(amount) FROM orders\n```",  # names no customer: sent back before running
+            "```sql\nSELECT SUM(amount) FROM orders\n```",  # the question names orders and Lisbon: no routing call  # names no customer: sent back before running
             "```sql\nSELECT name FROM towns WHERE name = 'Lisboa'\n```",
             "```sql\nSELECT COUNT(*) FROM orders\n```",  # FakeSQL fails the one above: the retry
             "Lisbon.",
         ]
     )
     run(model, [sql], "Which town in the orders is Lisbon?")
-    assert "select its name" in model.calls[2][-1].content
+    assert "select its name" in model.calls[1][-1].content
     assert sql.seen[0] == "SELECT name FROM towns WHERE name = 'Lisbon'"

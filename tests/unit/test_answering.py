@@ -84,7 +84,7 @@ def test_a_users_preferences_reach_the_prompt(tmp_path: Path) -> None:
 
 def test_the_agent_mode_has_the_json_shape_of_the_cli(tmp_path: Path) -> None:
     db = make_shop_db(tmp_path / "shop.sqlite")
-    model = ScriptedToolModel(replies=["data", "```sql\nSELECT name FROM towns ORDER BY population DESC LIMIT 1\n```", "Lisbon."])
+    model = ScriptedToolModel(replies=["```sql\nSELECT name FROM towns ORDER BY population DESC LIMIT 1\n```", "Lisbon."])
     result = ask(scripted_orchard(tmp_path / "data", llm=model), "Which town has the largest population?", "agent",
                  db_url=f"sqlite:///{db}").as_dict()  # fmt: skip
     assert {"answer", "sources", "tool_calls", "seconds", "mode", "route", "model"} <= set(result)
@@ -94,11 +94,11 @@ def test_the_agent_mode_has_the_json_shape_of_the_cli(tmp_path: Path) -> None:
 
 def test_the_table_tool_is_used_for_an_attached_file(tmp_path: Path) -> None:
     harvest = make_harvest_csv(tmp_path / "harvest.csv")
-    model = ScriptedToolModel(replies=["data", "```sql\nSELECT SUM(kg) FROM harvest WHERE year = 2023\n```", "3117 kg."])
+    model = ScriptedToolModel(replies=["```sql\nSELECT SUM(kg) FROM harvest WHERE year = 2023\n```", "3117 kg."])
     result = ask(scripted_orchard(tmp_path / "data", llm=model), "Total harvest kg in 2023?", "agent", tables=(str(harvest),))
     assert result.tool_calls[0].tool == "table" and "3117" in result.tool_calls[0].output
     # The writer was shown the file's schema with sample rows.
-    assert "table harvest" in model.calls[1][-1].content and "Gala" in model.calls[1][-1].content
+    assert "table harvest" in model.calls[0][-1].content and "Gala" in model.calls[0][-1].content
 
 
 def test_auto_sends_a_computation_to_the_agent_and_the_sandbox(tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_auto_sends_small_talk_to_the_chat_chain(tmp_path: Path) -> None:
 
 
 def test_auto_sends_a_documents_question_to_rag(tmp_path: Path) -> None:
-    model = ScriptedToolModel(replies=["documents", "Prune them in late winter [1]."])
+    model = ScriptedToolModel(replies=["Prune them in late winter [1]."])
     orchard = with_docs(scripted_orchard(tmp_path / "data", llm=model), tmp_path)
     events = list(orchard.answers.stream(AnswerRequest(question=QUESTION, mode="auto")))
     assert kinds(events) == [RouteChosen, Standalone, SourcesFound, Token, Cited, Done]

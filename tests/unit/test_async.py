@@ -239,7 +239,7 @@ async def test_with_critique_over_rag_async_revises_and_recomputes_the_citations
 @pytest.mark.parametrize("tool_calling", ["routed", "auto"])
 async def test_with_critique_over_the_agent_chain_async(tool_calling: str) -> None:
     if tool_calling == "routed":
-        replies: list[Any] = ["documents", "Prune in late winter [1]."]
+        replies: list[Any] = ["Prune in late winter [1]."]
     else:
         replies = [{"tool": "search_docs", "args": {"query": "pruning"}}, "Prune in late winter [1]."]
     replies += ["NO", "YES\nIt does not say which trees.", "NO", "Prune apple trees in late winter [1]."]
@@ -276,9 +276,9 @@ def comparable(result: Any) -> dict[str, Any]:
     [
         ("rag", False, ["Prune apple trees in late winter [1]."]),
         ("chat", False, ["Hello, gardener!"]),
-        ("agent", False, ["documents", "Prune in late winter [1]."]),
+        ("agent", False, ["Prune in late winter [1]."]),
         ("rag", True, ["Prune in summer.", "NO", "YES\nIt contradicts source 1.", "NO", "Prune in late winter [1]."]),
-        ("agent", True, ["documents", "Prune in late winter [1].", "NO", "NO", "NO"]),
+        ("agent", True, ["Prune in late winter [1].", "NO", "NO", "NO"]),
         ("chat", True, ["Hello, gardener!", "NO", "NO", "NO"]),
     ],
 )

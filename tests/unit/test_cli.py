@@ -185,7 +185,7 @@ def test_ask_rag_on_an_empty_store_says_what_to_do(scripted, tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("args", "served"),
     [
-        ([], "qwen2.5-coder-0.5b-instruct"),  # the configured preset: the name clients ask for
+        ([], "tiny-configured-model"),  # the configured preset: its own name (clients ask for it too)
         (["--model", "tiny-other"], "tiny-other-model"),  # another preset: its own name
         (["--model", "tiny-other", "--served-model-name", "x"], "x"),
     ],

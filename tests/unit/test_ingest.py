@@ -63,14 +63,16 @@ def test_bad_files_are_reported_and_the_rest_ingested(tmp_path: Path, store: Doc
     (docs / "photo.txt").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00")
     (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n%\xe2\xe3 1 0 obj <<< not a pdf")
     (docs / "latin.txt").write_bytes("Crème brûlée recipe.".encode("latin-1"))
-    (docs / "notes.docx").write_bytes(b"PK\x03\x04")
+    (docs / "notes.key").write_bytes(b"PK\x03\x04")
+    (docs / "broken.docx").write_bytes(b"PK\x03\x04")  # a zip cut short
     report = ingest(["docs", "missing-folder"], store=store, progress=False)
     failed = {f["path"]: f["error"] for f in report.files_failed}
     skipped = {f["path"]: f["reason"] for f in report.files_skipped}
-    assert set(failed) == {"docs/photo.txt", "docs/broken.pdf", "missing-folder"}
+    assert set(failed) == {"docs/photo.txt", "docs/broken.pdf", "docs/broken.docx", "missing-folder"}
+    assert "corrupt docx" in failed["docs/broken.docx"]
     assert "binary" in failed["docs/photo.txt"] and "PDF" in failed["docs/broken.pdf"]
     assert failed["missing-folder"] == "no such file or folder"
-    assert skipped == {"docs/empty.txt": "empty file", "docs/notes.docx": "unsupported file type .docx"}
+    assert skipped == {"docs/empty.txt": "empty file", "docs/notes.key": "unsupported file type .key"}
     assert report.files_indexed == 4
     latin = store.get(store.chunk_ids("docs/latin.txt"))
     assert "Crème brûlée" in latin[0].page_content
