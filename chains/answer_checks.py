@@ -132,8 +132,18 @@ def _appears(value: str, texts: Sequence[str]) -> bool:
     return any(needle in _normal(t) for t in texts)
 
 
-def unsupported_values(answer: str, passages: Sequence[str], question: str = "") -> Finding | None:
-    missing = [v for v in values(answer) if not _appears(v, [*passages, question])]
+_CODE_SPANS = re.compile(r"```.*?(```|\Z)|`[^`\n]*`", re.S)
+_ALL_DIGITS = re.compile(r"^\d[\d.,]*$")
+
+
+def _prose(answer: str) -> str:
+    """The answer without its code blocks and inline code (where made-up examples live)."""
+    return _CODE_SPANS.sub(" ", answer)
+
+
+def unsupported_values(answer: str, passages: Sequence[str], question: str = "", *, numbers_only: bool = False) -> Finding | None:
+    found = [v for v in values(answer) if _ALL_DIGITS.match(v)] if numbers_only else values(answer)
+    missing = [v for v in found if not _appears(v, [*passages, question])]
     if missing:
         return Finding("unsupported", "not in any passage: " + ", ".join(missing[:5]))
     return None
@@ -187,10 +197,14 @@ def check_answer(
     """
     if is_refusal(answer):
         return [Finding("refused", "refused although the passages hold the answer")] if strict else []
+    # Only numbers in the answer's prose count as invented values: measured on the 24 public
+    # questions (2026-12-01, two runs), checking every name and code value fired on 15 of 24
+    # answers, nearly always on a made-up example in the answer's code (`Person`, `my_function`,
+    # `example.txt.gz`), and the quotes that replaced them made 5-6 right answers wrong.
     findings = [
         empty_or_garbage(answer),
         restates_question(question, answer),
-        unsupported_values(answer, [*passages, *names], question),
+        unsupported_values(_prose(answer), [*passages, *names], question, numbers_only=True),
         miscited(answer, passages),
     ]
     found = [f for f in findings if f is not None]
