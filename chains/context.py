@@ -33,10 +33,13 @@ from langchain_core.documents import Document
 CHARS_PER_TOKEN = 4.0
 #: Estimated tokens of one passage's header line ``[n] (source — section)``.
 HEADER_TOKENS = 12
-#: The passages' budget of an answer, in estimated tokens: ~360 prompt tokens in all (median, 50 eval
-#: questions), ~2.3 s of reading after the fixed prefix at 120 tokens/s; its passages held the expected
-#: facts for 38 of 50 questions, as many as the 2,400-character budget before (~680 tokens, ~4.9 s).
-DEFAULT_CONTEXT_TOKENS = 250
+#: The passages' budget of an answer, in estimated tokens, headers included (~2,400 characters of text, the 0.750
+#: baseline was measured with). Measured 2026-12-01 on the 24 public questions (0.5B, sources in the
+#: question's message, ``sentences`` cuts): 600 -> right and cited 0.792, 250 -> 0.542 (its passages
+#: held the facts as often, 38 of 50 questions, but the 0.5B answered worse from cut passages, and
+#: cut CSV rows lost their numbers). 250 reads ~2.3 s before the first token at 120 tokens/s, 600
+#: ~4.5 s. The default strategy keeps whole passages (``whole``); ``sentences`` is the option.
+DEFAULT_CONTEXT_TOKENS = 700
 #: A cut passage keeps at least this many estimated tokens, else it is left out.
 MIN_PIECE_TOKENS = 24
 
@@ -111,7 +114,7 @@ def _cut(doc: Document, text: str) -> Document:
 Strategy = Literal["sentences", "cut_last", "whole"]
 
 
-def fit_passages(docs: list[Document], *, question: str, max_tokens: int, strategy: Strategy = "sentences") -> list[Document]:
+def fit_passages(docs: list[Document], *, question: str, max_tokens: int, strategy: Strategy = "whole") -> list[Document]:
     """The best-ranked passages fitted into ``max_tokens`` estimated tokens (headers included).
 
     Strategies:

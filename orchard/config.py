@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     min_relevance: float = Field(0.3, ge=-1.0, le=1.0)
     answer_checks: bool = Field(True, description="check each documents answer and repair a failed one (retry, then a quote)")
     max_context_tokens: int = Field(
-        250, ge=50, le=4000, description="passages' budget per answer, in estimated tokens (bounds the first token's wait)"
+        700, ge=50, le=4000, description="passages' budget per answer, in estimated tokens (bounds the first token's wait)"
     )
     # The embedder of a new store (minilm, e5-small, mpnet); an existing store is always opened
     # with the embedder recorded in it.

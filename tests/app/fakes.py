@@ -87,8 +87,9 @@ def question_of(messages: list[BaseMessage]) -> str:
 
 
 def passages_of(messages: list[BaseMessage]) -> str:
-    """The numbered sources the RAG prompt carries (in the human message that starts with them)."""
-    return next((m.text for m in messages if isinstance(m, HumanMessage) and m.text.startswith("Sources:")), "")
+    """The numbered sources the RAG prompt carries (after ``Sources:`` in its system message)."""
+    text = next((m.text for m in messages if "Sources:" in m.text), "")
+    return "Sources:" + text.split("Sources:", 1)[1] if text else ""
 
 
 def _field(text: str, label: str) -> str:

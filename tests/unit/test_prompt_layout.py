@@ -60,22 +60,30 @@ def _messages(name: str, inputs: dict) -> list[dict]:
     return [_convert_message_to_dict(m) for m in load_prompt(name).format_messages(**inputs)]
 
 
+def _fixed(name: str, system: str) -> str:
+    """The part of the system message that is the same for every question: for rag_answer the rules
+    up to ``Sources:`` (the passages follow in the same message: the 0.5B answered better so —
+    0.79 against a bare "[1]" in the live tests with the sources in the user message), else all of it."""
+    return system.split("Sources:", 1)[0] + "Sources:\n" if name == "rag_answer" else system
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_the_first_message_is_fixed_and_holds_nothing_of_the_question(name: str) -> None:
+def test_the_first_message_starts_fixed_and_holds_nothing_of_the_question_there(name: str) -> None:
     first, second = (_messages(name, inputs) for inputs in CASES[name])
     assert first[0]["role"] == second[0]["role"] == "system"
-    assert first[0]["content"] == second[0]["content"]  # byte-identical
-    assert not [word for word in PER_QUESTION if word in first[0]["content"]]
+    fixed = _fixed(name, first[0]["content"])
+    assert first[0]["content"].startswith(fixed) and second[0]["content"].startswith(fixed)  # byte-identical
+    assert not [word for word in PER_QUESTION if word in fixed]
     assert all(m["role"] != "system" for m in first[1:] + second[1:])  # nothing fixed after the variable part
 
 
-def test_rag_sources_and_question_come_last_in_one_user_message() -> None:
+def test_rag_sources_follow_the_rules_and_the_question_comes_last() -> None:
     inputs = CASES["rag_answer"][1]
     messages = _messages("rag_answer", inputs)
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
-    last = messages[-1]["content"]
-    assert last.index("[1] (library/json.html — Basic Usage)") < last.index("How do I write JSON?")
-    assert "[1]" not in messages[0]["content"].split("like [1]")[0]  # no source in the fixed part
+    system = messages[0]["content"]
+    assert system.index("Rules:") < system.index("Sources:") < system.index("[1] (library/json.html — Basic Usage)")
+    assert messages[-1]["content"] == "How do I write JSON?"
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +110,8 @@ def server_template():
 def test_the_server_renders_a_byte_identical_prefix_covering_the_fixed_part(name: str, server_template) -> None:
     formatter, model = server_template
     first, second = (formatter(messages=_messages(name, inputs)).prompt for inputs in CASES[name])
-    system_turn = f"<|im_start|>system\n{_messages(name, CASES[name][0])[0]['content']}<|im_end|>\n"
+    fixed = _fixed(name, _messages(name, CASES[name][0])[0]["content"])
+    system_turn = f"<|im_start|>system\n{fixed}" + ("" if name == "rag_answer" else "<|im_end|>\n")
     assert first.startswith(system_turn) and second.startswith(system_turn)
     # ... and the same holds token by token (what llama.cpp compares to reuse its KV cache).
     tokens = [model.tokenize(text.encode(), add_bos=False, special=True) for text in (first, second, system_turn)]

@@ -75,18 +75,18 @@ def test_rag_answer_renders_with_empty_and_non_empty_history() -> None:
 
     empty = prompt.format_messages(context=CONTEXT, question="What does json.dumps do?", history=[])
     assert [m.type for m in empty] == ["system", "human"]
-    system, asked = empty[0].content, empty[1].content
+    system = empty[0].content
+    assert CONTEXT in system
     assert NOT_ANSWERED in system
     assert "[1]" in system and "ONLY" in system
-    assert CONTEXT not in system  # per-question material after the fixed part (KV-prefix reuse)
-    assert CONTEXT in asked and asked.rstrip().endswith("What does json.dumps do?")
+    assert empty[1].content == "What does json.dumps do?"
 
     history = [("human", "What is json?"), ("ai", "A module for JSON [1].")]
     full = prompt.format_messages(context=CONTEXT, question="And dumps?", history=history)
     assert [m.type for m in full] == ["system", "human", "ai", "human"]
     assert full[1].content == "What is json?"
     assert full[2].content == "A module for JSON [1]."
-    assert CONTEXT in full[3].content and full[3].content.rstrip().endswith("And dumps?")
+    assert full[3].content == "And dumps?"
 
     # history may be omitted entirely (optional placeholder)
     assert [m.type for m in prompt.format_messages(context=CONTEXT, question="q")] == ["system", "human"]
@@ -95,7 +95,8 @@ def test_rag_answer_renders_with_empty_and_non_empty_history() -> None:
 def test_values_are_inserted_verbatim_not_reinterpreted() -> None:
     tricky = 'Use {x} and <b> & "quotes"'
     messages = load_prompt("rag_answer").format_messages(context=tricky, question=tricky, history=[])
-    assert messages[1].content.count(tricky) == 2  # the context and the question
+    assert tricky in messages[0].content
+    assert messages[1].content == tricky
 
 
 def test_condense_question_renders_and_requires_its_variables() -> None:
