@@ -37,6 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from orchard.evaluate import evaluate_retrieval, load_questions  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import summarize  # noqa: E402  (bench/run.py: the retrieval table's one summary)
+
 QUESTION_SETS = {
     "dev": ROOT / "bench" / "paraphrase-dev.jsonl",
     "heldout": ROOT / "bench" / "paraphrase-heldout.jsonl",
@@ -109,15 +112,6 @@ class CachedVectors:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.vectors))
-
-
-def summarize(evaluation: dict) -> dict:
-    return {
-        "hit_at_1": round(evaluation["hit_at_1"], 3),
-        "hit_at_5": round(evaluation["hit_at_k"], 3),
-        "mrr_at_10": round(evaluation["mrr"], 3),
-        "misses": [q["q"] for q in evaluation["questions"] if not q["hit"]],
-    }
 
 
 def evaluate(retriever, sets: list[str]) -> dict:
