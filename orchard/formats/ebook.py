@@ -30,15 +30,37 @@ def _toc_titles(entries, out: dict[str, str]) -> dict[str, str]:
     return out
 
 
+def _tolerant_reader_class():
+    from ebooklib import epub
+
+    class TolerantReader(epub.EpubReader):
+        """Reads a manifest item missing from the archive as empty, as e-book readers do (Debian's
+        debmake-doc.en.epub lists an image it does not hold); the container and the package
+        document must be there."""
+
+        def read_file(self, name):
+            try:
+                return super().read_file(name)
+            except KeyError:
+                if name.startswith("META-INF/") or name.endswith(".opf"):
+                    raise
+                return b""
+
+    return TolerantReader
+
+
 def load_epub(data: bytes, fallback_title: str) -> list[Section]:
     import ebooklib
     from ebooklib import epub
 
     open_checked_zip(data, "epub")
+    reader_class = _tolerant_reader_class()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ebooklib's FutureWarnings about its own options
-            book = epub.read_epub(io.BytesIO(data), options={"ignore_ncx": False})
+            reader = reader_class(io.BytesIO(data), options={"ignore_ncx": False})
+            book = reader.load()
+            reader.process()
         titles = book.get_metadata("DC", "title")
         title = " ".join(str(titles[0][0]).split()) if titles and titles[0][0] else fallback_title
         toc = _toc_titles(book.toc, {})

@@ -46,21 +46,54 @@ def _iso_date(raw: str) -> str:
 
 
 def _body_text(msg: EmailMessage) -> str:
-    from orchard.loaders import load_html
-
     try:
         body = msg.get_body(preferencelist=("plain", "html"))
         if body is None:
             return ""
-        content = body.get_content()
     except (KeyError, LookupError, ValueError, AttributeError, UnicodeError):
         payload = msg.get_payload(decode=True) if not msg.is_multipart() else b""
         return clean((payload or b"").decode("utf-8", "replace"))
+    return _part_text(body)
+
+
+def _part_text(part: EmailMessage) -> str:
+    """The text of a text/plain or text/html part."""
+    from orchard.loaders import load_html
+
+    try:
+        content = part.get_content()
+    except (KeyError, LookupError, ValueError, AttributeError, UnicodeError):
+        content = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
     if not isinstance(content, str):
         return ""
-    if body.get_content_subtype() == "html":
+    if part.get_content_subtype() == "html":
         return "\n\n".join(s.text for s in load_html(content, ""))
     return clean(content)
+
+
+def _inline_and_attached(msg: EmailMessage) -> tuple[list[EmailMessage], list[EmailMessage]]:
+    """The parts besides the body: unnamed inline text parts (a digest's table of contents, a
+    list's footer), which belong to the message's text, and the attachments, with multipart
+    containers opened (a MIME digest's mails are attached mails; of a multipart/alternative only
+    its preferred text is kept)."""
+    inline: list[EmailMessage] = []
+    attached: list[EmailMessage] = []
+
+    def visit(parts) -> None:
+        for part in parts:
+            if part.get_content_maintype() == "multipart":
+                if part.get_content_subtype() == "alternative":
+                    preferred = part.get_body(preferencelist=("plain", "html"))
+                    visit([preferred] if preferred is not None else [])
+                else:
+                    visit(part.iter_parts())
+            elif part.get_content_maintype() == "text" and not part.get_filename() and part.get_content_disposition() != "attachment":
+                inline.append(part)
+            else:
+                attached.append(part)
+
+    visit(msg.iter_attachments())
+    return inline, attached
 
 
 def _attachment_name(part: EmailMessage, index: int, taken: set[str]) -> str:
@@ -96,7 +129,8 @@ def message_sections(msg: EmailMessage, fallback_title: str, part: str = "") -> 
     notes: list[str] = []
     attached: list[Section] = []
     taken: set[str] = set()
-    for index, attachment in enumerate(msg.iter_attachments(), start=1):
+    inline, attachments = _inline_and_attached(msg)
+    for index, attachment in enumerate(attachments, start=1):
         name = _attachment_name(attachment, index, taken)
         where = f"{part}/{name}" if part else name
         if _depth >= MAX_NESTING:
@@ -117,7 +151,7 @@ def message_sections(msg: EmailMessage, fallback_title: str, part: str = "") -> 
         for section in found:
             section.part = f"{where}/{section.part}" if section.part else where
         attached.extend(found)
-    body = _body_text(msg)
+    body = "\n\n".join(t for t in (_body_text(msg), *map(_part_text, inline)) if t)
     if notes:
         body = f"{body}\n\nAttachments: {'; '.join(notes)}".strip()
     heading = ", ".join(x for x in (f"From {sender}" if sender else "", date) if x)

@@ -1,9 +1,9 @@
 """What a person sees, in a real browser against `orchard app` and the live model.
 
-Five real answers in all (each 10-60 s on this CPU): an answer from an uploaded file, a cited
-answer (with the first-token latency measured), the agent's steps, the critique, and a chat kept
-through a reload and a server restart. Feedback and the prompt editor need no model.
-``SCREENSHOT_DIR=docs`` refreshes the screenshots in docs/.
+Six real answers in all (each 10-60 s on this CPU): an answer from an uploaded Markdown file and one
+from an uploaded Word file, a cited answer (with the first-token latency measured), the agent's
+steps, the critique, and a chat kept through a reload and a server restart. Feedback and the prompt
+editor need no model. ``SCREENSHOT_DIR=docs`` refreshes the screenshots in docs/.
 """
 
 from __future__ import annotations
@@ -144,6 +144,51 @@ def test_upload_then_an_answer_from_the_uploaded_file(browser, app_server: AppSe
     message = answer(page)
     assert "october" in message.inner_text().lower()
     assert "uploads/cider-pressing.md" in message.get_by_test_id("stExpander").first.inner_text()
+    page.close()
+
+
+DOCX_NAME = "storage-log.docx"
+DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def storage_log_docx() -> bytes:
+    """A Word file made as Word makes one (python-docx): a title, headings, and one distinctive
+    fact (a name, stated once) that no sample document holds."""
+    import io
+
+    import docx
+
+    document = docx.Document()
+    document.add_heading("Storage log", 0)
+    document.add_heading("Cold store", 1)
+    document.add_paragraph("The key to the cold store is kept by Tobias Lindqvist, who opens it at 8 am on weekdays.")
+    document.add_heading("Fruit room", 1)
+    document.add_paragraph("Windfalls are sorted on the slatted racks and juiced within two days.")
+    buffer = io.BytesIO()
+    document.save(buffer)
+    return buffer.getvalue()
+
+
+def test_upload_a_docx_then_a_cited_answer_from_it(browser, app_server: AppServer) -> None:
+    user = "e2e-docx"
+    page = open_page(browser, f"{app_server.url}/library?user={user}")
+    main = page.get_by_test_id("stMainBlockContainer")
+    main.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        files=[{"name": DOCX_NAME, "mimeType": DOCX_TYPE, "buffer": storage_log_docx()}]
+    )
+    main.get_by_role("button", name="Add 1 file to the library").click()
+    page.get_by_text("Added 1 file").wait_for(timeout=120_000)  # the app's embedder may still be loading
+    assert main.get_by_text(DOCX_NAME).count() >= 1
+    page.get_by_test_id("stTopNavLink").filter(has_text="Chat").click()
+    choose_mode(page, "Documents")
+    ask(page, "Who keeps the key to the cold store?")
+    message = answer(page)
+    assert "lindqvist" in message.inner_text().lower()
+    # the first source the page lists is the docx, under the heading the fact sits below
+    assert f"uploads/{DOCX_NAME} · Cold store" in message.get_by_test_id("stExpander").first.inner_text()
+    meta = stored_answer(app_server, user).meta
+    docx_sources = [s["n"] for s in meta["sources"] if s["source"] == f"uploads/{DOCX_NAME}"]
+    assert docx_sources and set(docx_sources) & set(meta["cited"]), meta  # cited, not only retrieved
     page.close()
 
 
