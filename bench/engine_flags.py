@@ -30,6 +30,7 @@ CONFIGS = {
     "batch2048": {**SERVER_DEFAULT, "n_batch": 2048},
     "flash": {**SERVER_DEFAULT, "flash_attn": True},
     "threads1": {**SERVER_DEFAULT, "n_threads": 1},
+    "no_logits_all_flash": {**SERVER_DEFAULT, "logits_all": False, "flash_attn": True},
 }
 TEXT = (
     "random.shuffle(x) shuffles the sequence x in place. To shuffle an immutable sequence and return a "

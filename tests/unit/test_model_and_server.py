@@ -63,6 +63,7 @@ def test_llamacpp_command_has_the_measured_settings() -> None:
     assert cmd[1:3] == ["-m", "llama_cpp.server"]
     flags = dict(zip(cmd[3::2], cmd[4::2], strict=True))
     assert flags["--interrupt_requests"] == "False" and flags["--n_threads"] == "2" and flags["--port"] == "8123"
+    assert flags["--logits_all"] == "False"  # logits for every prompt token cost 1.34x prompt reading
 
 
 def test_stop_refuses_to_kill_a_process_that_is_not_a_model_server(tmp_path: Path) -> None:
