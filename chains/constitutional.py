@@ -252,13 +252,19 @@ def _context_of(inputs: Any, output: dict[str, Any]) -> str:
 
 
 class _Draft:
-    """Accumulates the wrapped chain's streamed output; says what to pass on as it arrives."""
+    """Accumulates the wrapped chain's streamed output; says what to pass on as it arrives.
+
+    A ``repair`` chunk (RAG: the answer checks replaced a failed answer,
+    :func:`orchard.chains.rag.repair_plan`) passes on and makes its ``answer`` the draft: the
+    critique judges the repaired answer, not the one that failed the checks.
+    """
 
     HELD = ("cited", "grounded")  # RAG, chat: recomputed for a revised answer, so sent at the end
 
     def __init__(self) -> None:
         self.fields: dict[str, Any] = {}
         self.parts: list[str] = []
+        self.repaired: str | None = None  # the answer of a repair chunk, which replaces the parts
         self.is_dict = False
         self.sent = False  # has a draft chunk been passed on?
         self.held: AddableDict = AddableDict()
@@ -281,6 +287,9 @@ class _Draft:
                     self.sent = True
             elif key in self.HELD:
                 self.held = self.held + AddableDict({key: value})
+            elif key == "repair" and isinstance(value, dict):
+                self.repaired = _text(value.get("answer"))
+                out[key] = value
             else:
                 self._keep(key, value)
                 out[key] = value
@@ -298,7 +307,8 @@ class _Draft:
 
     @property
     def answer(self) -> str:
-        return "".join(self.parts).strip()
+        """The draft to critique: the repaired answer if there was a repair, else the streamed one."""
+        return (self.repaired if self.repaired is not None else "".join(self.parts)).strip()
 
 
 def _final_fields(draft: _Draft, answer: str) -> AddableDict:
@@ -347,6 +357,9 @@ def with_critique(
     context is the input's ``context``, else the output's sources numbered as the answer cites
     them, ``[n] (source)`` over the passage's text (the name tells the critic which passage
     an ``[n]`` points at).
+
+    A ``repair`` chunk (the RAG chain's answer checks replaced its answer) passes through, and
+    the repaired answer is the draft that is critiqued.
 
     Streaming: the chain's chunks pass through as they come (``answer`` renamed ``draft``), then
     one ``critiques`` chunk per principle, then the answer (the revision token by token), then

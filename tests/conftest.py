@@ -7,7 +7,9 @@ import contextlib
 import os
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,21 +85,101 @@ def wait_for_http(url: str, *, timeout: float, log: Path | None = None) -> None:
     pytest.fail(f"{url} did not answer within {timeout:.0f} s\n{tail}")
 
 
+def descendants(pid: int) -> set[int]:
+    """Every live descendant of ``pid`` (from /proc), whatever session or process group it is in."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        for child, parent in parents.items():
+            if parent == current and child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Is ``pid`` running (not gone, not a zombie)?"""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+#: How long a stopped command may take to end: more than the launchers' own grace before they
+#: SIGKILL what they started (``orchard.server.run_foreground``: 10 s). Killing a launcher
+#: sooner leaves its children running: they are in process groups of their own.
+STOP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """How a process tree stopped: its exit code, whether it needed SIGKILL (it outlived the
+    timeout after SIGTERM), and the command lines of descendants it left running (SIGKILLed)."""
+
+    returncode: int
+    killed: bool
+    left: list[str]
+
+
+def stop_tree(process: Any, *, timeout: float = STOP_TIMEOUT) -> Stopped:
+    """SIGTERM ``process``, SIGKILL it after ``timeout`` s, then SIGKILL every descendant it left
+    running (in any process group or session)."""
+    import signal
+    import subprocess
+    import time
+
+    children = descendants(process.pid)  # before it stops: orphans are re-parented away
+    process.terminate()
+    killed = False
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        killed = True
+        process.kill()
+        process.wait()
+    deadline = time.monotonic() + 5  # what got SIGKILL from the launcher is going
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in children if alive(pid)]
+    commands = [cmdline(pid) for pid in left]
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return Stopped(returncode=process.returncode, killed=killed, left=commands)
+
+
 @contextlib.contextmanager
 def running(command: list[str], *, health_url: str, log: Path, timeout: float = 60, **popen: object):
-    """Run ``command`` (output in ``log``) until the block ends, once ``health_url`` answers."""
+    """Run ``command`` (output in ``log``) until the block ends, once ``health_url`` answers.
+
+    Stopping it (:func:`stop_tree`) fails the test if it left a child process running."""
     import subprocess
 
     process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, **popen)
+    failed = True
     try:
         wait_for_http(health_url, timeout=timeout, log=log)
         yield process
+        failed = False
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stopped = stop_tree(process)
+        if stopped.left and not failed:  # not over another failure, which would be hidden
+            pytest.fail(f"{command[:4]} left {stopped.left} running after it stopped (killed now)\n{log.read_text()[-2000:]}")
 
 
 # --- the real model server and embedder, shared by live/ and e2e/ (started only when used) ---
@@ -131,5 +213,3 @@ def embedder():
     from orchard.embeddings import MiniLMEmbeddings
 
     return MiniLMEmbeddings()
-
-

@@ -10,7 +10,22 @@ Orchard's answer (citing ``[1]``-style) followed, for plain clients, by the cite
 
 and the response (or, streaming, the last chunk) carries one extra top-level field, ``orchard``,
 with the structured facts: ``sources``, ``cited``, ``grounded``, ``message_id``,
-``conversation_id``, ``mode``, ``route`` and ``tool_calls``.
+``conversation_id``, ``mode``, ``route``, ``tool_calls`` and ``repair``.
+
+A failed answer replaced by the answer checks (:class:`~orchard.events.AnswerRepaired`: the
+model's second try, or a quote from the documents) is the response's content when not streamed.
+Streamed, the tokens already sent cannot be taken back: the replacement follows them, after
+:data:`CORRECTION_RULE`, as a line a reader of ``content`` alone understands (then the sources
+of the replacement)::
+
+    The simplest way to do it is [1].
+
+    ---
+    Corrected answer (quoted from the documents; the answer above was empty): Prune apple trees in late winter [1].
+
+Either way ``orchard.repair`` is ``{"kind": "retry"|"extractive", "reason", "original", "answer"}``
+(``None`` when nothing was replaced). Nothing streamed yet, the replacement is sent as it is; with
+critique on, the draft is what gets repaired, before the answer streams: no correction either.
 
 Example::
 
@@ -30,7 +45,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from orchard.events import AnswerEvent, AnswerResult, Done, Token
+from orchard.events import AnswerEvent, AnswerRepaired, AnswerResult, Done, Token
 
 #: The models a client can ask for, and the Orchard mode each one answers with.
 MODELS: dict[str, str] = {
@@ -40,6 +55,16 @@ MODELS: dict[str, str] = {
     "orchard-chat": "chat",
 }
 SSE_DONE = "data: [DONE]\n\n"
+#: Between a streamed answer and its replacement (a Markdown rule on a line of its own).
+CORRECTION_RULE = "\n\n---\n"
+#: The answer checks' detector kinds (:mod:`orchard.chains.answer_checks`), in words.
+REPAIR_REASONS = {
+    "empty": "was empty",
+    "restated": "only restated the question",
+    "unsupported": "named something no passage holds",
+    "miscited": "cited a passage that does not say it",
+    "refused": "refused although the documents hold the answer",
+}
 #: Orchard's errors say what to do: retrying the same request would only store the question again.
 NO_RETRY = {"x-should-retry": "false"}
 
@@ -88,6 +113,22 @@ def sources_footer(result: AnswerResult) -> str:
     return "\n\nSources:\n" + "\n".join(lines) if lines else ""
 
 
+def repair_field(repair: AnswerRepaired | None) -> dict[str, Any] | None:
+    """``orchard.repair``: how the answer was replaced, why, the answer that streamed first and
+    the replacement (None: not replaced)."""
+    if repair is None:
+        return None
+    return {**repair.as_dict(), "answer": repair.answer}
+
+
+def correction(repair: AnswerRepaired) -> str:
+    """The replacement as streamed after a failed answer: the rule, then a labelled line."""
+    kinds = [part.split(":", 1)[0].strip() for part in repair.reason.split("; ")]
+    why = ", ".join(dict.fromkeys(REPAIR_REASONS[k] for k in kinds if k in REPAIR_REASONS)) or "failed a check"
+    how = "quoted from the documents" if repair.kind == "extractive" else "the model's second answer"
+    return f"{CORRECTION_RULE}Corrected answer ({how}; the answer above {why}): {repair.answer.strip()}"
+
+
 def orchard_field(result: AnswerResult) -> dict[str, Any]:
     """The ``orchard`` field: what a client needs to show sources and to rate the answer."""
     return {
@@ -99,6 +140,7 @@ def orchard_field(result: AnswerResult) -> dict[str, Any]:
         "mode": result.mode,
         "route": result.route.as_dict() if result.route else None,
         "tool_calls": [call.as_dict() for call in result.tool_calls],
+        "repair": repair_field(result.repair),
     }
 
 
@@ -107,12 +149,14 @@ class CompletionWriter:
 
     Args:
         model: the model name the client asked for (echoed back, as OpenAI does).
+        critique: the answer is critiqued (a repair then replaces the draft, not streamed text).
     """
 
-    def __init__(self, *, model: str) -> None:
-        self.model = model
+    def __init__(self, *, model: str, critique: bool = False) -> None:
+        self.model, self.critique = model, critique
         self.id = f"chatcmpl-{uuid.uuid4().hex}"
         self.created = int(time.time())
+        self.streamed = False  # has answer text gone out (so a repair must follow it, marked)?
 
     def chunk(self, delta: dict[str, Any], *, finish_reason: str | None = None, **extra: Any) -> dict[str, Any]:
         """A ``chat.completion.chunk`` with one choice."""
@@ -130,11 +174,19 @@ class CompletionWriter:
         return self.chunk({"role": "assistant", "content": ""})
 
     def feed(self, event: AnswerEvent) -> list[dict[str, Any]]:
-        """The chunks for one event: a token is text; :class:`Done` adds the source list and
-        closes with ``finish_reason: "stop"`` and the ``orchard`` field. Other events (sources
-        found, tool calls, the draft of a critiqued answer) reach the client through ``orchard``."""
+        """The chunks for one event: a token is text; a repair after streamed text is the
+        :func:`correction`; :class:`Done` adds the source list and closes with
+        ``finish_reason: "stop"`` and the ``orchard`` field. Other events (sources found, tool
+        calls, the draft of a critiqued answer) reach the client through ``orchard``."""
         if isinstance(event, Token):
+            self.streamed = self.streamed or bool(event.text.strip())
             return [self.chunk({"content": event.text})]
+        if isinstance(event, AnswerRepaired):
+            if self.critique:  # the draft was repaired: the answer streams next, nothing to correct
+                return []
+            text = correction(event) if self.streamed else event.answer
+            self.streamed = True
+            return [self.chunk({"content": text})]
         if isinstance(event, Done):
             footer = sources_footer(event.result)
             out = [self.chunk({"content": footer})] if footer else []

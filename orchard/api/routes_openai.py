@@ -54,7 +54,8 @@ async def chat_completions(
     """OpenAI's chat completion. ``model`` picks the mode (``orchard-rag`` answers from the
     documents with ``[n]`` citations); the answer ends with its cited sources, and the
     response (streamed: its last chunk) carries the ``orchard`` field (sources, cited,
-    grounded, message_id, conversation_id, tool_calls)."""
+    grounded, message_id, conversation_id, tool_calls, repair). A streamed answer the answer
+    checks replace is followed by a marked "Corrected answer" line."""
     mode = MODELS.get(body.model)
     if mode is None:
         raise _unknown_model(body.model)
@@ -66,7 +67,7 @@ async def chat_completions(
         _open_turn, orchard, user, mode, wanted, question, history, critique=options.critique
     )
     headers = {CONVERSATION_HEADER: conversation_id}
-    writer = CompletionWriter(model=body.model)
+    writer = CompletionWriter(model=body.model, critique=options.critique)
     executor = request.app.state.executor
     if not body.stream:
         try:

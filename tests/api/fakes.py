@@ -1,5 +1,6 @@
 """Fakes for the API tests: a model whose answer depends on the question (so answers mixed
-between concurrent requests show), one that fails mid-answer, a model server that is down."""
+between concurrent requests show), one that fails mid-answer, one whose first answer fails the
+answer checks, a model server that is down."""
 
 from __future__ import annotations
 
@@ -88,6 +89,26 @@ class BrokenModel(EchoModel):
     def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any) -> ChatResult:
         chunks = list(self._stream(messages, stop, run_manager, **kwargs))
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content="".join(c.text for c in chunks)))])
+
+
+#: A dangling sentence, as the 0.5B model writes: the answer checks' ``empty`` detector fires.
+FAILED_ANSWER = "The simplest way to do it is [1]."
+
+
+class FailsFirstModel(EchoModel):
+    """Answers :data:`FAILED_ANSWER` to every prompt (critiques included: no verdict, a pass);
+    asked again with the answer checks' nudge, answers ``second`` (None: the failed answer again,
+    so the chain quotes the passage instead)."""
+
+    second: str | None = None
+
+    def reply(self, messages: list[BaseMessage]) -> str:
+        from orchard.chains.rag import MAY_NOT_REFUSE, STATE_THE_VALUE
+
+        with self._lock:
+            self.calls.append(list(messages))
+        nudged = str(messages[-1].content) in (STATE_THE_VALUE, MAY_NOT_REFUSE)
+        return self.second if nudged and self.second is not None else FAILED_ANSWER
 
 
 class DownServer:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, wait_for_http
+from tests.conftest import ROOT, free_port, stop_tree, wait_for_http
 
 pytestmark = [pytest.mark.wheel, pytest.mark.timeout(600)]
 
@@ -119,12 +118,9 @@ def _serve_until_healthy(command: list[str], url: str, tmp_path: Path, name: str
     try:
         wait_for_http(url, timeout=120, log=log)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            pytest.fail(f"{name} did not stop on SIGTERM\n{log.read_text()[-2000:]}")
+        stopped = stop_tree(process, timeout=20)
+    assert not stopped.killed, f"{name} did not stop on SIGTERM\n{log.read_text()[-2000:]}"
+    assert not stopped.left, f"{name} left {stopped.left} running\n{log.read_text()[-2000:]}"
 
 
 @pytest.mark.enable_socket
