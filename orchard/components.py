@@ -164,8 +164,14 @@ class Components:
             # A short greedy call, tagged internal: its tokens are never part of an answer
             # (`max_tokens` in extra_body too: llama.cpp ignores `max_completion_tokens`).
             short = self.internal_llm.bind(max_tokens=40, extra_body={"max_tokens": 40})
-            rewriter = llm_rewriter(short, style=s.query_rewrite)
-            return RewriteFusionRetriever(base=hybrid, rewrite=rewriter, k=s.top_k)
+            rewriter = llm_rewriter(short, style="keywords")
+            settled = None
+            if s.query_rewrite == "auto":  # the answer's own gate: strong evidence needs no rewrite
+                from orchard.chains.gate import Gate
+
+                gate = Gate.default()
+                settled = lambda question, docs: gate.decide(question, docs).decision == "strict"  # noqa: E731
+            return RewriteFusionRetriever(base=hybrid, rewrite=rewriter, k=s.top_k, settled=settled)
 
         return self._part("retriever", build)
 

@@ -124,10 +124,12 @@ class Settings(BaseSettings):
     # The embedder of a new store (minilm, e5-small, mpnet); an existing store is always opened
     # with the embedder recorded in it.
     embedder: Literal["minilm", "e5-small", "mpnet"] = "minilm"
-    # Query rewriting: "keywords" asks the model (one short greedy call, ~1-3 s on 2 idle cores)
-    # for the API names that do what the question describes, and fuses the search for the
-    # question with the search for question + names (measured in /work/notes/h4-results.md).
-    query_rewrite: Literal["off", "keywords"] = "off"
+    # Query rewriting: "keywords" asks the model (one short greedy call, ~1.3 s more before the
+    # first token on 2 idle cores) for the API names that do what the question describes, and
+    # fuses the search for the question with the search for question + names; "auto" does so only
+    # when the question's own search is not strong evidence for the documents gate (questions
+    # that name the API skip the call). Measured in bench/RESULTS.md (issue 10, idle machine).
+    query_rewrite: Literal["off", "keywords", "auto"] = "off"
 
     # Ingestion limits (hostile or broken files are reported and skipped, the rest is ingested).
     max_file_mb: float = Field(50.0, gt=0, description="larger files are skipped unread")

@@ -231,6 +231,10 @@ class RewriteFusionRetriever(BaseRetriever):
             an empty list (or an error) leaves the question alone.
         original_weight: the question's own list's weight (each rewrite has weight 1).
         k: number of chunks returned; ``invoke(query, k=...)`` overrides it per call.
+        settled: ``(question, its own top k) -> True`` when that list is good enough as it is
+            (e.g. the documents gate finds strong evidence): then no rewrite is asked for, which
+            saves the model call (~1.3 s before the first token, measured) on questions that
+            already name what they look for.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -239,18 +243,22 @@ class RewriteFusionRetriever(BaseRetriever):
     rewrite: Callable[[str], list[str]]
     original_weight: float = Field(default=1.0, ge=0.0)
     k: int = Field(default=5, ge=1)
+    settled: Callable[[str, list[Document]], bool] | None = None
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None, **_: Any
     ) -> list[Document]:
         k = self.k if k is None else k
+        own = self.base.invoke(query, k=max(k, 10), config={"callbacks": run_manager.get_child()})
+        if self.settled is not None and self.settled(query, own[:k]):
+            return own[:k]
         try:
             others = [r for r in self.rewrite(query) if r.strip() and r.strip() != query.strip()]
         except Exception:  # a failed rewrite must not fail the search
             others = []
-        lists: list[list[str]] = []
-        by_id: dict[str, Document] = {}
-        for formulation in [query, *others]:
+        lists: list[list[str]] = [[d.id or "" for d in own]]
+        by_id: dict[str, Document] = {d.id or "": d for d in own}
+        for formulation in others:
             docs = self.base.invoke(formulation, k=max(k, 10), config={"callbacks": run_manager.get_child()})
             lists.append([d.id or "" for d in docs])
             for d in docs:

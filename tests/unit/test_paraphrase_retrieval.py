@@ -154,6 +154,27 @@ def test_rewrites_are_retrieved_and_fused_and_a_failed_rewrite_falls_back(orchar
     assert fallback[0].metadata["source"] == "docs/pears.md" and len(fallback) == 2
 
 
+def test_a_settled_search_asks_for_no_rewrite(orchard_store: DocumentStore) -> None:
+    base = HybridRetriever(store=orchard_store, k=3)
+    asked: list[str] = []
+    seen: list[list[str]] = []
+
+    def rewrite(question: str) -> list[str]:
+        asked.append(question)
+        return ["time.sleep seconds"]
+
+    def settled(question: str, docs: list) -> bool:
+        seen.append([d.metadata["source"] for d in docs])
+        return "pears" in question
+
+    fusion = RewriteFusionRetriever(base=base, rewrite=rewrite, k=2, settled=settled)
+    own = fusion.invoke("pears ripen")
+    assert asked == [] and [d.id for d in own] == [d.id for d in base.invoke("pears ripen", k=10)[:2]]
+    assert seen[0][0] == "docs/pears.md" and len(seen[0]) == 2  # judged on the top k it would return
+    fused = fusion.invoke("make my program wait")
+    assert asked == ["make my program wait"] and "docs/sleep.md" in [d.metadata["source"] for d in fused]
+
+
 class EchoModel:
     def __init__(self, reply: str) -> None:
         self.reply = reply
@@ -186,6 +207,27 @@ def test_query_rewrite_setting_wraps_the_hybrid_retriever_with_one_model_call(or
     assert isinstance(parts.retriever, RewriteFusionRetriever)
     assert "docs/sleep.md" in [d.metadata["source"] for d in docs]
     assert len(model.calls) == 1 and "make my program wait" in model.calls[0][0].content
+
+
+def test_auto_query_rewrite_asks_the_model_only_when_the_gate_is_not_strict(orchard_store: DocumentStore, tmp_path: Path) -> None:
+    from orchard.chains.gate import Gate
+    from orchard.components import Components
+    from orchard.config import Settings
+    from tests.fakes import ScriptedChatModel
+
+    model = ScriptedChatModel.with_replies("time.sleep", "time.sleep")
+    parts = Components(Settings(data_dir=tmp_path, query_rewrite="auto"), store=orchard_store, llm=model)
+    gate, decisions = Gate.default(), []
+    for question in ("make my program wait", "When do pears ripen after picking?"):
+        before = len(model.calls)
+        docs = parts.retriever.invoke(question, k=3)
+        plain = HybridRetriever(store=orchard_store, k=3).invoke(question)
+        strict = gate.decide(question, plain).decision == "strict"
+        decisions.append(strict)
+        assert len(model.calls) - before == (0 if strict else 1), (question, strict)
+        if strict:
+            assert [d.id for d in docs] == [d.id for d in plain]
+    assert decisions == [False, True]  # both ways taken
 
 
 def test_components_open_an_existing_store_with_its_recorded_embedder(tmp_path: Path) -> None:
