@@ -10,7 +10,9 @@ bench/RESULTS.md):
 `retrieval` needs the Python 3.11 docs (`apt-get install python3.11-doc`). The plain pipeline is the
 LangChain RAG tutorial: BSHTMLLoader, RecursiveCharacterTextSplitter(1000, 200), the same MiniLM
 through sentence-transformers with HuggingFaceEmbeddings' defaults (batch 32, not normalized),
-Chroma, similarity top-k.
+Chroma, similarity top-k. Orchard ingests as `orchard ingest` does (the store's ingestion lock,
+the parse worker with its time limit, the size limit). Both start from an empty store.
+`bench/ingest_profile.py` profiles the ingestion side by side on a subset.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import time
@@ -54,10 +57,23 @@ def orchard_store(store_dir: Path, collection: str = "orchard"):
     return DocumentStore(client=make_chroma_client(path=store_dir), collection=collection, embeddings=MiniLMEmbeddings())
 
 
+def product_limits():
+    """The limits `orchard ingest` applies (size limit, parse worker with its time limit)."""
+    from orchard.config import Settings
+    from orchard.ingest import IngestLimits
+
+    settings = Settings()
+    return IngestLimits(max_file_bytes=int(settings.max_file_mb * 1_000_000), parse_seconds=settings.parse_timeout_s,
+                        follow_symlinks=settings.follow_symlinks)  # fmt: skip
+
+
 def run_orchard(store_dir: Path, *, reuse: bool) -> dict:
     from orchard.ingest import ingest
     from orchard.retriever import HybridRetriever
+    from orchard.store_repair import exclusive_ingestion
 
+    if not reuse:  # time an ingestion from nothing (an old store would find every file unchanged)
+        shutil.rmtree(store_dir, ignore_errors=True)
     store = orchard_store(store_dir)
     result: dict = {}
     if not (reuse and store.count()):
@@ -66,7 +82,8 @@ def run_orchard(store_dir: Path, *, reuse: bool) -> dict:
         try:
             store.embeddings.warm_up()
             started = time.perf_counter()
-            report = ingest(CORPUS_PATHS, store=store, progress=False)
+            with exclusive_ingestion(store_dir):  # as `orchard ingest` runs: the store's lock, the parse worker
+                report = ingest(CORPUS_PATHS, store=store, progress=False, limits=product_limits())
             seconds = time.perf_counter() - started
         finally:
             os.chdir(cwd)
@@ -123,7 +140,7 @@ class PlainRetriever:
         return self.vectorstore.similarity_search(query, k=k)
 
 
-def run_plain(store_dir: Path) -> dict:
+def run_plain(store_dir: Path, *, corpus: Path = CORPUS, paths: list[str] = CORPUS_PATHS) -> dict:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
     from langchain_chroma import Chroma
@@ -136,16 +153,18 @@ def run_plain(store_dir: Path) -> dict:
 
     embeddings = _Emb()
     embeddings.embed_documents(["warm up"])
+    shutil.rmtree(store_dir, ignore_errors=True)  # from nothing, as Orchard's run (adding again would duplicate)
     files = []
-    for given in CORPUS_PATHS:
-        path = CORPUS / given
+    for given in paths:
+        path = corpus / given
         files += sorted(path.rglob("*.html")) if path.is_dir() else [path]
     started = time.perf_counter()
     docs = []
     for path in files:
         for doc in BSHTMLLoader(str(path), open_encoding="utf-8").load():
-            doc.metadata["source"] = str(path.relative_to(CORPUS))
+            doc.metadata["source"] = str(path.relative_to(corpus))
             docs.append(doc)
+    loaded = time.perf_counter()
     splits = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(docs)
     client = chromadb.PersistentClient(path=str(store_dir), settings=ChromaSettings(anonymized_telemetry=False))
     vectorstore = Chroma(client=client, collection_name="plain", embedding_function=embeddings)
@@ -156,6 +175,7 @@ def run_plain(store_dir: Path) -> dict:
     ingested = {
         "files": len(files), "chunks": len(splits), "seconds": round(seconds, 1),
         "chunks_per_s": round(len(splits) / seconds, 2), "chunk_chars_per_s": round(chars / seconds),
+        "load_s": round(loaded - started, 1),
     }  # fmt: skip
     result = {"ingest": ingested}
     retriever = PlainRetriever(vectorstore)

@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from multiprocessing.pool import Pool
@@ -36,8 +37,11 @@ class ParseWorker:
         """``load_file(path, data)`` in the child, or ``LoadError`` after ``timeout`` seconds."""
         with self._lock:
             if self._pool is None:
-                # spawn: the parent holds threads (torch, Chroma); a forked child could inherit a held lock
-                self._pool = multiprocessing.get_context("spawn").Pool(1)
+                # spawn: the parent holds threads (torch, Chroma); a forked child could inherit a held lock.
+                # A process group of its own: a SIGTERM to the app's group (how `orchard app` stops
+                # Streamlit) killed the idle worker holding the pool's queue lock, and the pool's exit
+                # handler then waited for that lock forever (one Streamlit left per `make test`).
+                self._pool = multiprocessing.get_context("spawn").Pool(1, initializer=os.setpgrp)
             pending = self._pool.apply_async(self._parser, (path, data))
             try:
                 return pending.get(timeout)

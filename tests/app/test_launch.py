@@ -96,7 +96,6 @@ stop.wait()
 """
 
 
-@pytest.mark.xfail(strict=True, reason="orchard/parse_worker.py: the pool's worker is in the app's process group (see the docstring)")
 def test_sigterm_to_the_apps_group_after_an_upload_ends_the_app(tmp_path: Path) -> None:
     """The leak of a Streamlit per `make test` (the browser tests' restart after an upload).
 
