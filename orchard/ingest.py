@@ -338,6 +338,14 @@ def ingest(
 
     pipeline = _EmbedAhead(store.embeddings, write, overlap=overlap)
 
+    def skipped(source: str, reason: str) -> None:
+        report.files_skipped.append({"path": source, "reason": reason})
+        notify(source, "skipped")
+
+    def failed(source: str, error: str) -> None:
+        report.files_failed.append({"path": source, "error": error})
+        notify(source, "failed")
+
     def flush() -> None:
         nonlocal pending, pending_chunks
         if pending:
@@ -351,12 +359,10 @@ def ingest(
             try:
                 data = _read_limited(path, limits)
             except SkipFile as exc:
-                report.files_skipped.append({"path": source, "reason": str(exc)})
-                notify(source, "skipped")
+                skipped(source, str(exc))
                 continue
             except OSError as exc:
-                report.files_failed.append({"path": source, "error": f"cannot read: {exc.strerror or exc}"})
-                notify(source, "failed")
+                failed(source, f"cannot read: {exc.strerror or exc}")
                 continue
             digest = hashlib.sha256(data).hexdigest()
             parts_before = {source} & known.keys()
@@ -370,16 +376,13 @@ def ingest(
             try:
                 sections = parse(path, data)
             except SkipFile as exc:
-                report.files_skipped.append({"path": source, "reason": str(exc)})
-                notify(source, "skipped")
+                skipped(source, str(exc))
                 continue
             except LoadError as exc:
-                report.files_failed.append({"path": source, "error": str(exc)})
-                notify(source, "failed")
+                failed(source, str(exc))
                 continue
             except Exception as exc:  # a parser bug must not lose the rest of the batch
-                report.files_failed.append({"path": source, "error": f"{type(exc).__name__}: {exc}"})
-                notify(source, "failed")
+                failed(source, f"{type(exc).__name__}: {exc}")
                 continue
             parts = split_parts(sections, source)
             for number, (part_source, part_sections) in enumerate(parts, start=1):

@@ -245,21 +245,28 @@ def load_csv(text: str, fallback_title: str) -> list[Section]:
     rows = [row for row in rows if any(cell.strip() for cell in row)]
     if not rows:
         return []
-    header, data = [h.strip() or f"column {i + 1}" for i, h in enumerate(rows[0])], rows[1:]
+    header = [h.strip() or f"column {i + 1}" for i, h in enumerate(rows[0])]
+    return row_sections(header, rows[1:], fallback_title)
+
+
+def row_sections(header: list[str], data: list[list[str]], title: str, *, sheet: str = "", keep_empty: bool = True) -> list[Section]:
+    """Rows rendered with their header (``col: value; ...``), ``CSV_ROWS_PER_SECTION`` per section
+    named ``[sheet ]rows a-b``; no rows: one section listing the columns. ``keep_empty=False``
+    leaves out a row's empty cells (spreadsheets: most cells of a wide sheet are empty)."""
+    extra = {"sheet": sheet} if sheet else {}
     if not data:
-        return [Section(text="Columns: " + ", ".join(header), title=fallback_title)]
+        return [Section(text="Columns: " + ", ".join(header), title=title, section=sheet, extra=dict(extra))]
+    name = f"{sheet} " if sheet else ""
     sections = []
     for start in range(0, len(data), CSV_ROWS_PER_SECTION):
         block = data[start : start + CSV_ROWS_PER_SECTION]
-        lines = ["; ".join(f"{h}: {v.strip()}" for h, v in zip(header, row, strict=False)) for row in block]
+        lines = [
+            "; ".join(f"{h}: {v.strip()}" for h, v in zip(header, row, strict=False) if keep_empty or v.strip())
+            for row in block
+        ]
         first, last = start + 1, start + len(block)
         sections.append(
-            Section(
-                text="\n".join(lines),
-                title=fallback_title,
-                section=f"rows {first}-{last}",
-                extra={"rows": f"{first}-{last}"},
-            )
+            Section(text="\n".join(lines), title=title, section=f"{name}rows {first}-{last}", extra={**extra, "rows": f"{first}-{last}"})
         )
     return sections
 

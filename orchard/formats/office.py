@@ -6,7 +6,7 @@
   one), with its text boxes, tables and speaker notes (``Speaker notes: ...``); ``extra`` keeps
   ``slide``.
 * xlsx (openpyxl, values not formulas) and ods (content.xml read with lxml): each sheet is a
-  section path, rows are rendered with their header as CSV rows are, ``TABLE_ROWS_PER_SECTION``
+  section path, rows are rendered with their header as CSV rows are, ``CSV_ROWS_PER_SECTION``
   rows per section; ``extra`` keeps ``sheet`` and ``rows``.
 * odt (content.xml read with lxml): ``text:h`` outline levels become the section path.
 
@@ -20,9 +20,8 @@ import re
 from collections.abc import Iterable, Iterator
 
 from orchard.formats.zipguard import open_checked_zip, read_entry
-from orchard.loaders import _MARK, LoadError, Section, _split_marked, clean
+from orchard.loaders import _MARK, LoadError, Section, _split_marked, clean, row_sections
 
-TABLE_ROWS_PER_SECTION = 20  # as CSV_ROWS_PER_SECTION
 MAX_SHEET_ROWS = 200_000
 MAX_SHEET_COLUMNS = 1_000
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # password-protected Office files and legacy .doc/.xls/.ppt
@@ -42,25 +41,7 @@ def table_rows_sections(rows: Iterable[list[str]], title: str, sheet: str = "") 
         return []
     width = max(len(row) for row in kept)
     header = [(kept[0][i].strip() if i < len(kept[0]) else "") or f"column {i + 1}" for i in range(width)]
-    data = kept[1:]
-    name = f"{sheet} " if sheet else ""
-    base_extra = {"sheet": sheet} if sheet else {}
-    if not data:
-        return [Section(text="Columns: " + ", ".join(header), title=title, section=sheet, extra=dict(base_extra))]
-    sections = []
-    for start in range(0, len(data), TABLE_ROWS_PER_SECTION):
-        block = data[start : start + TABLE_ROWS_PER_SECTION]
-        lines = ["; ".join(f"{h}: {v.strip()}" for h, v in zip(header, row, strict=False) if v.strip()) for row in block]
-        first, last = start + 1, start + len(block)
-        sections.append(
-            Section(
-                text="\n".join(lines),
-                title=title,
-                section=f"{name}rows {first}-{last}",
-                extra={**base_extra, "rows": f"{first}-{last}"},
-            )
-        )
-    return sections
+    return row_sections(header, kept[1:], title, sheet=sheet, keep_empty=False)
 
 
 def _cell_text(value: object) -> str:
