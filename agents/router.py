@@ -115,9 +115,9 @@ class QuestionRouter:
         llm: the chat model that proposes a kind of question.
         prompt: the ``agent_route`` prompt (variables ``question``, ``tables``).
         tools: the tools available; data tools that offer ``vocabulary()`` are matched by name.
-        relevance: how well the documents match a question (the best passage's cosine
-            similarity): what the model calls small talk still goes to the documents when they
-            match it (>= ``min_relevance``). None: always.
+        relevance: how well the documents match a question (Orchard passes the "do the
+            documents answer this" gate's probability): what the model calls small talk still
+            goes to the documents when they match it (>= ``min_relevance``). None: always.
     """
 
     def __init__(

@@ -199,6 +199,7 @@ def build_rag_chain(
     gate: Gate | None = None,
     checks: Checks | None = check_answer,
     retry: bool = True,
+    answer_llm: Runnable | None = None,
 ) -> Runnable:
     """Build the cited RAG chain (see the module docstring for input and output).
 
@@ -222,13 +223,18 @@ def build_rag_chain(
             :func:`~orchard.chains.gate.threshold_gate` is the old single threshold).
         checks: the failure detectors run on the finished answer (None: none, no repair).
         retry: on a failure, ask once more (greedy, plus a nudge) before quoting the passages.
+        answer_llm: the model for the answer call only (default ``llm``; Orchard passes a
+            best-of-n picker, :func:`orchard.chains.best_of.best_of_n`, so condensing and the
+            retry stay single calls).
     """
     from orchard.chains.condense import build_condense_chain
     from orchard.prompts import load_prompt
 
     answer_prompt = answer_prompt or load_prompt("rag_answer")
     condense = build_condense_chain(llm=llm, prompt=condense_prompt)
-    answer_chain = (answer_prompt | RunnableLambda(_remember_prompt) | llm | StrOutputParser()).with_config(run_name="rag_answer")
+    answer_chain = (answer_prompt | RunnableLambda(_remember_prompt) | (answer_llm or llm) | StrOutputParser()).with_config(
+        run_name="rag_answer"
+    )
     gate = gate or Gate.default(min_relevance=min_relevance)
     greedy = llm.bind(temperature=0) if hasattr(llm, "temperature") else llm
     retry_chain = (greedy | StrOutputParser()).with_config(run_name="rag_retry") if retry else None

@@ -214,6 +214,11 @@ def ask(
         ),
     ] = False,
     user: Annotated[str | None, typer.Option("--user", help="Answer for this user: their preference profile (`orchard profile show`) is added to the prompt.")] = None,
+    best_of: Annotated[
+        int | None,
+        typer.Option("--best-of", min=1, max=8, help="Generate N candidates and let the user's reward model pick (default: ORCHARD_BEST_OF; "
+                     "RAG and chat). The others go to stderr (with --json: `candidates`)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Answer a question (streams; with --json prints the whole answer, its sources, tool calls
@@ -228,7 +233,7 @@ def ask(
         except ValueError as exc:
             _fail(str(exc))
     request = AnswerRequest(question=question, mode=mode, user=user, db_url=db, tables=tuple(str(p) for p in table or ()),
-                            critique=critique)  # fmt: skip
+                            critique=critique, best_of=best_of)  # fmt: skip
     stream = command_orchard(store).answers.stream(request)
     if as_json:
         _print_json(stream.result().as_dict())
@@ -239,7 +244,7 @@ def ask(
 def _print_stream(stream: AnswerStream) -> None:
     """The answer on stdout as it streams; how it came about (route, tools, draft, critiques) and
     its timings on stderr; its sources after it."""
-    from orchard.events import CritiqueMade, Done, DraftToken, RouteChosen, Token, ToolCalled
+    from orchard.events import CandidatesRanked, CritiqueMade, Done, DraftToken, RouteChosen, Token, ToolCalled
 
     routed = drafting = False
     result = None
@@ -261,6 +266,11 @@ def _print_stream(stream: AnswerStream) -> None:
                 typer.echo(f"\n[critique {item.principle}: {verdict}] {' '.join(item.critique.split())[:300]}", err=True)
             case Token(text=text):
                 typer.echo(text, nl=False)
+            case CandidatesRanked(texts=texts, scores=scores, picked=picked, scorer=scorer):
+                typer.echo(f"\n[best of {len(texts)}, picked {picked + 1} by {scorer or 'none (no reward model yet: the first)'}]", err=True)
+                for i, text in enumerate(texts):
+                    mark = "*" if i == picked else " "
+                    typer.echo(f"  {mark}{i + 1} ({'—' if scores is None else format(scores[i], '+.2f')}) {' '.join(text.split())[:200]}", err=True)
             case Done(result=done):
                 result = done
     typer.echo("")
@@ -373,6 +383,9 @@ def _add_subcommands() -> None:
     from orchard.cli_models import app as models_app
 
     app.add_typer(models_app, name="models", help="Model files on this machine: list, quantize, bench (size, RAM, speed, quality).")
+    from orchard.cli_learning import app as reward_app
+
+    app.add_typer(reward_app, name="reward", help="The reward model learned from ratings: train, list, activate, score.")
 
 
 _add_subcommands()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,33 @@ class Components:
 
         return self._part("profiles", lambda: ProfileStore(self.database))
 
+    # --- learning from feedback -------------------------------------------------------------------
+
+    @property
+    def rewards(self) -> Any:
+        """Reward-model versions per user and global (:class:`orchard.reward.RewardStore`)."""
+        from orchard.reward import RewardStore
+
+        return self._part("rewards", lambda: RewardStore(self.settings.data_dir))
+
+    @property
+    def reward_trainer(self) -> Any:
+        """Retrains a user's reward model after ``reward_retrain_every`` new ratings, in the background."""
+        from orchard.reward import RewardTrainer
+
+        every = max(1, self.settings.reward_retrain_every)
+        return self._part("reward_trainer", lambda: RewardTrainer(self.feedback, self.rewards, embed=self.embeddings, every=every))
+
+    def reward_scorer(self, user: str | None, question: str) -> RewardScorer | None:
+        """What scores best-of-n candidates for ``user``: their reward model, else the global one, else None."""
+        model = self.rewards.load_for(user, embed=self.embeddings)
+        if model is None:
+            return None
+        own = user is not None and self.rewards.active(user) is not None
+        version = self.rewards.active(user if own else None)
+        return RewardScorer(name=f"{'your' if own else 'the global'} reward model v{version}",
+                            score=lambda texts: model.score(question, list(texts)))  # fmt: skip
+
     # --- tools ----------------------------------------------------------------------------------
 
     @property
@@ -223,6 +251,16 @@ class Components:
     def close(self) -> None:
         if "tool_sessions" in self._parts:
             self._parts["tool_sessions"].close()
+        if "reward_trainer" in self._parts:
+            self._parts["reward_trainer"].close(wait=True)
+
+
+@dataclass(frozen=True)
+class RewardScorer:
+    """A reward model bound to one question: ``score(answers) -> floats``, and what it is."""
+
+    name: str
+    score: Callable[[Sequence[str]], Sequence[float]]
 
 
 class ToolSessions:

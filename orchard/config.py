@@ -136,6 +136,15 @@ class Settings(BaseSettings):
     parse_timeout_s: float = Field(60.0, gt=0, description="a file whose parsing takes longer is stopped")
     follow_symlinks: bool = Field(False, description="follow links inside a folder (never ones leaving it)")
 
+    # Learning from feedback (issue 11).
+    best_of: int = Field(
+        1, ge=1, le=8, description="candidates per answer; the user's reward model picks (1 = off; each extra costs its decoding)"
+    )
+    llm_n_per_request: bool = Field(False, description="the model server takes `n` (vLLM): best-of-n candidates in one request")
+    reward_retrain_every: int = Field(
+        10, ge=0, description="retrain the user's reward model after this many new ratings, in the background (0 = never)"
+    )
+
     # Agent and tools.
     tool_calling: Literal["routed", "auto"] = "routed"  # auto: the model calls tools itself (vLLM)
     db_url: str | None = None  # SQLAlchemy URL of the database the sql tool reads

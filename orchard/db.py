@@ -96,6 +96,24 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX api_keys_by_user ON api_keys (user, created_at)",
     ],
+    [
+        # Preference pairs that are not two thumbs on one prompt (those are derived from
+        # `feedback` at export): the critique's revision over its draft, a best-of-n candidate
+        # the user preferred over the one picked for them.
+        """CREATE TABLE preference_pairs (
+            id INTEGER PRIMARY KEY,
+            user TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('ai-feedback', 'best-of-n')),
+            prompt TEXT NOT NULL,
+            chosen TEXT NOT NULL,
+            rejected TEXT NOT NULL,
+            principle TEXT,                       -- ai-feedback: the principles the draft failed
+            conversation_id TEXT,
+            message_id INTEGER,                   -- the answer (the chosen one) it came from
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX preference_pairs_by_user ON preference_pairs (user, created_at)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -15,6 +15,7 @@ event              meaning
 :class:`Token`         a token of the answer the user reads
 :class:`Cited`         the citation numbers the answer carries, and whether it is grounded
 :class:`AnswerRepaired` a failure detector fired: the answer is replaced (a retry, or a quote)
+:class:`CandidatesRanked` best-of-n: the candidates, their reward scores and which was picked
 :class:`Done`          the end: carries the whole :class:`AnswerResult`
 =================  ===============================================================
 
@@ -177,6 +178,27 @@ class AnswerRepaired:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CandidatesRanked:
+    """Best-of-n (:mod:`orchard.chains.best_of`): every candidate, its score under the user's
+    reward model (None: no reward model yet, candidate 0 kept), the index picked and by what."""
+
+    texts: tuple[str, ...]
+    scores: tuple[float, ...] | None
+    picked: int
+    scorer: str = ""
+
+    @classmethod
+    def from_chunk(cls, data: Mapping[str, Any]) -> CandidatesRanked:
+        scores = data.get("scores")
+        return cls(texts=tuple(str(t) for t in data.get("texts") or ()), scores=None if scores is None else tuple(float(x) for x in scores),
+                   picked=int(data.get("picked") or 0), scorer=str(data.get("scorer") or ""))  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"texts": list(self.texts), "scores": None if self.scores is None else list(self.scores),
+                "picked": self.picked, "scorer": self.scorer}  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
 class Timings:
     first_token_seconds: float | None = None
     seconds: float = 0.0
@@ -199,6 +221,7 @@ class AnswerResult:
     draft: str | None = None  # set when the answer was critiqued
     critiques: tuple[CritiqueRecord, ...] = ()
     repair: AnswerRepaired | None = None  # set when a failure detector replaced the answer
+    candidates: CandidatesRanked | None = None  # set for a best-of-n answer
     timings: Timings = field(default_factory=Timings)
     conversation_id: str | None = None
     message_id: int | None = None
@@ -226,6 +249,8 @@ class AnswerResult:
             data["critiques"] = [c.as_dict() for c in self.critiques]
         if self.repair is not None:
             data["repair"] = self.repair.as_dict()
+        if self.candidates is not None:
+            data["candidates"] = self.candidates.as_dict()
         return data
 
     def with_ids(self, *, conversation_id: str, message_id: int) -> AnswerResult:
@@ -238,7 +263,8 @@ class Done:
 
 
 AnswerEvent = (
-    RouteChosen | Standalone | SourcesFound | ToolCalled | DraftToken | CritiqueMade | Token | AnswerRepaired | Cited | Done
+    RouteChosen | Standalone | SourcesFound | ToolCalled | DraftToken | CritiqueMade | Token | AnswerRepaired | Cited
+    | CandidatesRanked | Done
 )
 
 
@@ -266,6 +292,8 @@ def chunk_events(chunk: Mapping[str, Any]) -> Iterator[AnswerEvent]:
         yield AnswerRepaired.from_chunk(chunk["repair"])
     if "cited" in chunk or "grounded" in chunk:
         yield Cited(tuple(chunk.get("cited") or ()), chunk.get("grounded"))
+    if chunk.get("candidates"):
+        yield CandidatesRanked.from_chunk(chunk["candidates"])
 
 
 def _tool_call_fields(call: Mapping[str, Any]) -> dict[str, Any]:
@@ -300,6 +328,7 @@ class AnswerFold:
         self.critiques: list[CritiqueRecord] = []
         self.tokens: list[str] = []
         self.repair: AnswerRepaired | None = None
+        self.candidates: CandidatesRanked | None = None
 
     def feed(self, event: AnswerEvent) -> None:
         match event:
@@ -329,6 +358,8 @@ class AnswerFold:
                     self.cited = event.cited
             case Cited(cited, grounded):
                 self.cited, self.grounded = cited, grounded
+            case CandidatesRanked():
+                self.candidates = event
             case Done():
                 pass
 
@@ -356,6 +387,7 @@ class AnswerFold:
             draft="".join(self.draft).strip() if self.critiqued else None,
             critiques=tuple(self.critiques),
             repair=self.repair,
+            candidates=self.candidates,
             timings=Timings(first_token_seconds=first, seconds=round(now - self.started, 3)),
         )
 

@@ -4,20 +4,25 @@
 answer, sources, model, up/down, comment, time) in the state database and exports them as JSONL:
 
 ``dpo``
-    One row per preference pair, in the *standard preference* layout TRL's ``DPOTrainer`` reads::
+    One row per preference pair, in the *standard preference* layout TRL's ``DPOTrainer`` reads,
+    plus where the pair came from (``source``; ``principle``: the failed principles of an AI
+    feedback pair, else ``""`` — every row has the same string columns)::
 
-        {"prompt": "What is X?", "chosen": "X is ...", "rejected": "No idea."}
+        {"prompt": "What is X?", "chosen": "X is ...", "rejected": "No idea.", "source": "thumbs", "principle": ""}
 
-    Ratings are grouped by prompt (exact match after collapsing whitespace; with ``user=``, only
-    that user's ratings). Every distinct up-rated response is paired with every distinct
-    down-rated one. A response rated both up and down for the same prompt is contested and
-    paired on neither side. ``prompt`` is the question as first asked; the retrieved context is
-    in the ``jsonl`` export.
+    Pairs from ratings: grouped by prompt (exact match after collapsing whitespace; with
+    ``user=``, only that user's ratings), every distinct up-rated response is paired with every
+    distinct down-rated one; a response rated both up and down for the same prompt is contested
+    and paired on neither side. ``source`` is ``regenerate`` when both are versions of one turn
+    (regenerate + thumbs), else ``thumbs``. Then the stored pairs (:meth:`FeedbackStore.add_pair`):
+    ``ai-feedback`` (the critique's revision preferred to the draft that failed ``principle``)
+    and ``best-of-n`` (a candidate the user preferred to the one best-of-n picked). ``prompt`` is
+    the question as first asked; the retrieved context is in the ``jsonl`` export.
 ``sft``
     Up-rated answers, in TRL ``SFTTrainer``'s *prompt-completion* layout:
     ``{"prompt": ..., "completion": ...}`` (exact duplicates written once).
 ``jsonl``
-    Every rating with all its fields (``created_at`` as ISO 8601, UTC).
+    Every rating with all its fields (``created_at`` as ISO 8601, UTC; ``source``: ``thumbs``).
 
 Load either with ``datasets.load_dataset("json", data_files="dpo.jsonl")``.
 
@@ -49,6 +54,9 @@ from orchard.db import Database, NotFound, now, to_json, validate_user
 
 Rating = Literal["up", "down"]
 RATINGS = ("up", "down")
+#: Where a preference comes from: a thumb, regenerate + thumbs, the critique, a best-of-n override.
+SOURCES = ("thumbs", "regenerate", "ai-feedback", "best-of-n")
+STORED_PAIR_SOURCES = ("ai-feedback", "best-of-n")
 EXPORT_FORMATS = ("dpo", "sft", "jsonl")
 COMMENT_MAX_CHARS = 2000
 PROFILE_MAX_CHARS = 600
@@ -168,6 +176,67 @@ class FeedbackStore:
         if not deleted:
             raise NotFound(f"rating {feedback_id!r} not found")
 
+    # Pairs that are not two thumbs --------------------------------------------------------
+
+    def add_pair(
+        self,
+        *,
+        user: str,
+        source: str,
+        prompt: str,
+        chosen: str,
+        rejected: str,
+        principle: str | None = None,
+        conversation_id: str | None = None,
+        message_id: int | None = None,
+    ) -> dict[str, Any]:
+        """Keep a preference pair (``ai-feedback`` or ``best-of-n``); identical pairs once."""
+        user = validate_user(user)
+        if source not in STORED_PAIR_SOURCES:
+            msg = f"unknown pair source {source!r} — expected one of {', '.join(STORED_PAIR_SOURCES)}"
+            raise ValueError(msg)
+        if not prompt.strip() or not chosen.strip() or not rejected.strip() or chosen.strip() == rejected.strip():
+            msg = "a preference pair needs a prompt and two different, non-empty answers"
+            raise ValueError(msg)
+        values = {"user": user, "source": source, "prompt": prompt.strip(), "chosen": chosen, "rejected": rejected,
+                  "principle": principle, "conversation_id": conversation_id, "message_id": message_id}  # fmt: skip
+        with self.db.transaction() as conn:
+            same = conn.execute(
+                "SELECT id FROM preference_pairs WHERE user = ? AND source = ? AND prompt = ? AND chosen = ? AND rejected = ?",
+                (user, source, values["prompt"], chosen, rejected),
+            ).fetchone()
+            if same is None:
+                columns = ", ".join([*values, "created_at"])
+                conn.execute(f"INSERT INTO preference_pairs ({columns}) VALUES ({', '.join('?' * (len(values) + 1))})",
+                             (*values.values(), now()))  # fmt: skip
+        return {**values, "user": user}
+
+    def stored_pairs(self, user: str | None = None) -> list[dict[str, Any]]:
+        """The stored pairs (or one user's), oldest first, in the ``dpo`` export's layout."""
+        sql, params = "SELECT * FROM preference_pairs", ()
+        if user is not None:
+            sql, params = sql + " WHERE user = ?", (validate_user(user),)
+        rows = self.db.read(sql + " ORDER BY created_at, id", params)
+        keys = ("prompt", "chosen", "rejected", "source")
+        return [{**{k: r[k] for k in keys}, "principle": r["principle"] or ""} for r in rows]
+
+    def preference_pairs(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Every pair: from ratings (thumbs, regenerate) and stored (ai-feedback, best-of-n)."""
+        ratings = self.list(user)
+        return [*dpo_pairs(ratings, turn_of=self._turns(ratings)), *self.stored_pairs(user)]
+
+    def _turns(self, ratings: Iterable[Feedback]) -> dict[int, int]:
+        """Message id -> the id of its turn (the first version), for rated messages still stored."""
+        ids = sorted({f.message_id for f in ratings if f.message_id is not None})
+        turns: dict[int, int] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self.db.read(
+                f"SELECT id, COALESCE(parent_id, id) AS turn FROM messages WHERE id IN ({', '.join('?' * len(chunk))})", chunk
+            )
+            turns.update({r["id"]: r["turn"] for r in rows})
+        return turns
+
     # Export ------------------------------------------------------------------------------
 
     def export(self, fmt: str, *, user: str | None = None) -> list[dict[str, Any]]:
@@ -175,9 +244,9 @@ class FeedbackStore:
         if fmt not in EXPORT_FORMATS:
             msg = f"unknown export format {fmt!r} — expected one of {', '.join(EXPORT_FORMATS)}"
             raise ValueError(msg)
-        ratings = self.list(user)
         if fmt == "dpo":
-            return dpo_pairs(ratings)
+            return self.preference_pairs(user)
+        ratings = self.list(user)
         if fmt == "sft":
             rows, seen = [], set()
             for item in ratings:
@@ -205,21 +274,27 @@ class FeedbackStore:
         return len(rows)
 
 
-def dpo_pairs(ratings: Iterable[Feedback]) -> list[dict[str, str]]:
-    """Preference pairs ``{"prompt", "chosen", "rejected"}`` from ratings (module docstring)."""
+def dpo_pairs(ratings: Iterable[Feedback], *, turn_of: dict[int, int] | None = None) -> list[dict[str, str]]:
+    """Preference pairs ``{"prompt", "chosen", "rejected", "source", "principle"}`` from ratings (module
+    docstring). ``turn_of``: message id -> its turn's id; two versions of one turn make a
+    ``regenerate`` pair."""
+    turn_of = turn_of or {}
     groups: dict[str, dict[str, Any]] = {}
     for item in sorted(ratings, key=lambda f: (f.created_at, f.id)):
         group = groups.setdefault(
             normalize_prompt(item.prompt), {"prompt": item.prompt, "up": {}, "down": {}}
         )
-        group[item.rating].setdefault(item.response, None)  # a dict keeps first-seen order
+        turns = group[item.rating].setdefault(item.response, set())  # a dict keeps first-seen order
+        if item.message_id in turn_of:
+            turns.add(turn_of[item.message_id])
     rows = []
     for group in groups.values():
         contested = group["up"].keys() & group["down"].keys()
-        for chosen in group["up"]:
-            for rejected in group["down"]:
+        for chosen, chosen_turns in group["up"].items():
+            for rejected, rejected_turns in group["down"].items():
                 if chosen not in contested and rejected not in contested:
-                    rows.append({"prompt": group["prompt"], "chosen": chosen, "rejected": rejected})
+                    source = "regenerate" if chosen_turns & rejected_turns else "thumbs"
+                    rows.append({"prompt": group["prompt"], "chosen": chosen, "rejected": rejected, "source": source, "principle": ""})
     return rows
 
 
@@ -455,7 +530,7 @@ def _feedback(row: sqlite3.Row) -> Feedback:
 
 
 def _jsonl_row(item: Feedback) -> dict[str, Any]:
-    row = asdict(item)
+    row = asdict(item) | {"source": "thumbs"}
     row["sources"] = list(item.sources)
     row["created_at"] = datetime.fromtimestamp(item.created_at, UTC).isoformat()
     return row

@@ -204,12 +204,13 @@ class ConversationStore:
         return _group_turns(rows)
 
     def add_alternative(
-        self, user: str, message_id: int, content: str, meta: dict[str, Any] | None = None
+        self, user: str, message_id: int, content: str, meta: dict[str, Any] | None = None, *, current: bool = True
     ) -> Message:
         """Regenerate: add a new version of an assistant message and make it current.
 
         ``message_id`` may be any version of the turn. The earlier versions are kept as
         alternatives. Returns the new version (with the turn's other versions as alternatives).
+        ``current=False`` adds it as an alternative only (best-of-n's candidates not picked).
         """
         user = validate_user(user)
         content = _check_content(content)
@@ -220,13 +221,14 @@ class ConversationStore:
                 raise ValueError(msg)
             turn_id = row["parent_id"] or row["id"]
             stamp = now()
-            conn.execute(
-                "UPDATE messages SET is_current = 0 WHERE id = ? OR parent_id = ?", (turn_id, turn_id)
-            )
+            if current:
+                conn.execute(
+                    "UPDATE messages SET is_current = 0 WHERE id = ? OR parent_id = ?", (turn_id, turn_id)
+                )
             cursor = conn.execute(
                 "INSERT INTO messages (conversation_id, parent_id, is_current, role, content, meta,"
-                " created_at) VALUES (?, ?, 1, 'assistant', ?, ?, ?)",
-                (row["conversation_id"], turn_id, content, to_json(meta or {}), stamp),
+                " created_at) VALUES (?, ?, ?, 'assistant', ?, ?, ?)",
+                (row["conversation_id"], turn_id, int(current), content, to_json(meta or {}), stamp),
             )
             conn.execute(
                 "UPDATE conversations SET updated_at = ? WHERE id = ?", (stamp, row["conversation_id"])

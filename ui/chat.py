@@ -175,7 +175,8 @@ def comment(user: str, conversation: Any, message: Any, rated: Any) -> None:
 def unanswered(user: str, conversation: Any, messages: list[Any]) -> None:
     """The last question has no answer (it failed, or the page was closed): answer it now."""
     if st.session_state.pop(RETRY_KEY, None) == messages[-1].id:
-        respond(lambda o: o.conversations.answer_pending(user, conversation.id, critique=toolbar.critique_on()),
+        respond(lambda o: o.conversations.answer_pending(user, conversation.id, critique=toolbar.critique_on(),
+                                                         best_of=toolbar.best_of(conversation)),
                 conversation, failed=lambda: retry_button(user, conversation))  # fmt: skip
         return
     with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
@@ -202,9 +203,12 @@ def ask(user: str, conversation: Any, question: str) -> None:
     orchard = state.orchard()
     try:
         if conversation is None:
+            best_of = toolbar.best_of(None)  # chosen before the conversation existed
             conversation = orchard.conversations.create(user, mode=st.session_state.get(toolbar.NEW_MODE_KEY, "auto"))
+            toolbar.set_best_of(conversation, best_of > 1)
             state.open_conversation(conversation.id)
-        events = orchard.conversations.ask(user, conversation.id, question, critique=toolbar.critique_on())
+        events = orchard.conversations.ask(user, conversation.id, question, critique=toolbar.critique_on(),
+                                           best_of=toolbar.best_of(conversation))  # fmt: skip
     except Exception as exc:
         errors.show(exc, action="saving your question")
         st.caption("Your question, to copy and send again:")
@@ -217,7 +221,8 @@ def ask(user: str, conversation: Any, question: str) -> None:
 def regenerate(user: str, conversation: Any, message: Any) -> None:
     """Answer the question of ``message`` again; the old answer becomes an alternative."""
     st.session_state.pop(REGENERATE_KEY, None)
-    respond(lambda o: o.conversations.regenerate(user, conversation.id, message.id, critique=toolbar.critique_on()),
+    respond(lambda o: o.conversations.regenerate(user, conversation.id, message.id, critique=toolbar.critique_on(),
+                                                 best_of=toolbar.best_of(conversation)),
             conversation, failed=lambda: st.button("Show the earlier answer", key="show_earlier", icon=":material/undo:"))  # fmt: skip
 
 

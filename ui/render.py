@@ -185,10 +185,21 @@ def footer_caption(meta: dict[str, Any]) -> str:
     used = MODE_LABELS.get(str(meta.get("mode")), str(meta.get("mode") or ""))
     asked = meta.get("requested_mode")
     how = f"{MODE_LABELS.get(asked, asked)} → {used}" if asked == "auto" and used and used != "Auto" else used
-    parts = [p for p in (how, meta.get("model")) if p]
+    parts = [p for p in (how, meta.get("model"), best_of_caption(meta)) if p]
     if isinstance(meta.get("seconds"), (int, float)):
         parts.append(f"{meta['seconds']:.1f} s")
     return " · ".join(str(p) for p in parts)
+
+
+def best_of_caption(meta: dict[str, Any]) -> str:
+    """``best of 4, picked by your reward model v2`` (the pick) or ``candidate 3, not picked`` (the others)."""
+    ranked, candidate = meta.get("candidates"), meta.get("best_of")
+    if isinstance(ranked, dict):
+        by = ranked.get("scorer")
+        return f"best of {ranked.get('n')}, " + (f"picked by {by}" if by and by != "none" else "no reward model yet: the first kept")
+    if isinstance(candidate, dict):
+        return f"candidate {int(candidate.get('rank', 0)) + 1}, not picked (👍 it if it is better)"
+    return ""
 
 
 def route_help(meta: dict[str, Any]) -> str | None:

@@ -1,5 +1,5 @@
 """The bar above a conversation: its title and menu (rename, delete), the answer mode, the
-critique toggle and the conversation's data sources (CSV/XLSX files and a database URL)."""
+critique and best-of-n toggles and the conversation's data sources (CSV/XLSX files and a database URL)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from orchard.ui import errors, render, state
 
 NEW_MODE_KEY = "new_mode"  # the mode chosen before the conversation exists
 CRITIQUE_KEY = "critique_on"  # kept outside the widget's key: it survives a page switch
+BEST_OF_KEY = "best_of_on"  # conversation id -> on/off (this session); default: ORCHARD_BEST_OF > 1
+BEST_OF_N = 4  # candidates when the toggle is on and ORCHARD_BEST_OF does not say how many
 TABLE_TYPES = ["csv", "tsv", "xlsx"]
 DB_URL_HELP = (
     "A SQLAlchemy URL the agent reads with read-only SQL, e.g. `sqlite:////home/me/shop.db` or "
@@ -43,6 +45,16 @@ def header(user: str, conversation: Any) -> None:
             help="Check each draft against the constitution (Settings → Constitution) and revise it. "
             "Shows the draft, each check and the revision. Slower: up to four more model calls.",
         )
+        conversation_key = conversation.id if conversation is not None else "new"
+        st.toggle(
+            f"Best of {best_of_n()}",
+            value=best_of_on(conversation),
+            key=f"best_of_toggle_{conversation_key}",
+            on_change=lambda: set_best_of(conversation, st.session_state[f"best_of_toggle_{conversation_key}"]),
+            help=f"Write {best_of_n()} answers and let your reward model (learned from your ratings) pick one; "
+            "the others stay as alternatives you can open with the arrows and rate. "
+            "Each extra answer costs its writing time (the question is read once).",
+        )
         data_sources(user, conversation)
 
 
@@ -54,6 +66,28 @@ def critique_on() -> bool:
     if on and st.query_params.get("critique") != "on":
         st.query_params["critique"] = "on"  # page switches drop the query string
     return on
+
+
+def best_of_n() -> int:
+    """Candidates per answer when best-of-n is on: ORCHARD_BEST_OF if it is above 1, else 4."""
+    configured = int(state.orchard().settings.best_of)
+    return configured if configured > 1 else BEST_OF_N
+
+
+def best_of_on(conversation: Any) -> bool:
+    """Whether this conversation's answers are best-of-n (default: on when ORCHARD_BEST_OF > 1)."""
+    chosen = st.session_state.setdefault(BEST_OF_KEY, {})
+    key = conversation.id if conversation is not None else "new"
+    return bool(chosen.get(key, state.orchard().settings.best_of > 1))
+
+
+def best_of(conversation: Any) -> int:
+    """The ``best_of`` to ask with for this conversation (1: off)."""
+    return best_of_n() if best_of_on(conversation) else 1
+
+
+def set_best_of(conversation: Any, on: bool) -> None:
+    st.session_state.setdefault(BEST_OF_KEY, {})[conversation.id if conversation is not None else "new"] = bool(on)
 
 
 def set_critique(on: bool) -> None:

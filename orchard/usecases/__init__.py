@@ -29,6 +29,7 @@ from orchard.usecases.answering import MODES, Answering, AnswerRequest
 from orchard.usecases.conversations import Conversations
 from orchard.usecases.customization import Customization
 from orchard.usecases.feedback import Feedback
+from orchard.usecases.learning import Learning
 from orchard.usecases.library import Library
 from orchard.usecases.model_server import ModelServer
 
@@ -45,6 +46,7 @@ class Orchard:
     conversations: Conversations
     library: Library
     feedback: Feedback
+    learning: Learning
     customization: Customization
     model_server: ModelServer
     keys: Any
@@ -113,6 +115,7 @@ def build_orchard(
         conversations=Conversations(components=components, answers=answers),
         library=Library(components=components),
         feedback=Feedback(components=components),
+        learning=Learning(components=components),
         customization=Customization(settings=settings),
         model_server=server,
         keys=KeyStore(components.database),

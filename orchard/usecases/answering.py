@@ -29,6 +29,7 @@ from orchard.errors import EmptyStore, ModelServerUnavailable, OrchardError
 from orchard.events import AnswerEvent, AnswerFold, AnswerResult, AnswerStream, Done, chunk_events
 
 MODES = ("auto", "rag", "agent", "chat")
+MAX_BEST_OF = 8
 AGENT_PROMPTS = ("agent_route", "agent_python", "agent_sql", "agent_answer")
 
 
@@ -44,6 +45,8 @@ class AnswerRequest:
         db_url: a database for the sql tool (default: ORCHARD_DB_URL).
         tables: CSV/XLSX files for the table tool.
         critique: check the draft against the constitution and revise it.
+        best_of: candidates per answer, picked by the user's reward model (RAG and chat;
+            None: ``ORCHARD_BEST_OF``; 1: off). The others come back as alternatives.
     """
 
     question: str
@@ -53,6 +56,7 @@ class AnswerRequest:
     db_url: str | None = None
     tables: tuple[str, ...] = ()
     critique: bool = False
+    best_of: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -63,6 +67,9 @@ class AnswerRequest:
             raise OrchardError(msg)
         object.__setattr__(self, "history", tuple(self.history or ()))
         object.__setattr__(self, "tables", tuple(str(t) for t in self.tables or ()))
+        if self.best_of is not None and not 1 <= int(self.best_of) <= MAX_BEST_OF:
+            msg = f"best-of {self.best_of}: choose 1 (off) to {MAX_BEST_OF} candidates"
+            raise OrchardError(msg)
 
 
 @dataclass
@@ -72,6 +79,7 @@ class _Plan:
     head: list[dict[str, Any]]
     chain: Any
     inputs: dict[str, Any]
+    tail: Callable[[], list[dict[str, Any]]] = lambda: []  # chunks known once the chain ran (best-of-n)
 
 
 @dataclass
@@ -130,6 +138,8 @@ class Answering:
                 yield from run.events(chunk)
             for chunk in plan.chain.stream(plan.inputs):
                 yield from run.events(chunk)
+            for chunk in plan.tail():
+                yield from run.events(chunk)
         yield run.done()
 
     async def astream(self, request: AnswerRequest) -> AsyncIterator[AnswerEvent]:
@@ -142,6 +152,9 @@ class Answering:
                 for event in run.events(chunk):
                     yield event
             async for chunk in plan.chain.astream(plan.inputs):
+                for event in run.events(chunk):
+                    yield event
+            for chunk in plan.tail():
                 for event in run.events(chunk):
                     yield event
         yield run.done()
@@ -198,10 +211,18 @@ class Answering:
             mode = route.mode
             if mode != "agent" or self.settings.tool_calling != "routed":  # the routed agent reports its (cached) route
                 head.append({"mode": mode, "route": describe_route(route)})
-        chain = self._agent_chain(tools, router) if mode == "agent" else self._chain(mode, user=request.user, retriever=retriever)
+        picks: list[Any] = []  # best-of-n: what was generated and picked (the last answer call's)
+        if mode == "agent":
+            chain = self._agent_chain(tools, router)
+        else:
+            chain = self._chain(mode, user=request.user, retriever=retriever, best_of=self._best_of(request), record=picks.append,
+                                question=request.question)  # fmt: skip
         if request.critique:
             chain = self._critiqued(chain)
-        return _Plan(head=head, chain=chain, inputs=inputs)
+        return _Plan(head=head, chain=chain, inputs=inputs, tail=lambda: [picks[-1].as_chunk()] if picks else [])
+
+    def _best_of(self, request: AnswerRequest) -> int:
+        return int(request.best_of if request.best_of is not None else self.settings.best_of)
 
     def tools(self, *, db_url: str | None = None, tables: tuple[str, ...] = ()) -> list[Any]:
         """The tools an agent question would get with what is attached (``orchard tools``)."""
@@ -212,17 +233,28 @@ class Answering:
 
         return load_prompt(name, user_dir=self.settings.prompts_path)
 
-    def _chain(self, mode: str, *, user: str | None, retriever: Any) -> Any:
+    def _chain(self, mode: str, *, user: str | None, retriever: Any, best_of: int = 1,
+               record: Callable[[Any], None] | None = None, question: str = "") -> Any:  # fmt: skip
+        from orchard.chains.best_of import best_of_n
         from orchard.chains.chat import build_chat_chain
         from orchard.chains.preferences import with_preferences
         from orchard.chains.rag import build_rag_chain
 
-        llm = with_preferences(self.components.llm, self.preferences(user))
+        preferences = self.preferences(user)
+        llm = with_preferences(self.components.llm, preferences)
+        answer_llm = llm
+        if best_of > 1:  # only the answer call: condensing and a repair's retry stay single
+            reward = self.components.reward_scorer(user, question)
+            picker = best_of_n(self.components.llm, n=best_of, score=reward.score if reward else None,
+                               scorer_name=reward.name if reward else "", record=record,
+                               one_request=self.settings.llm_n_per_request)  # fmt: skip
+            answer_llm = with_preferences(picker, preferences)
         if mode == "chat":
-            return build_chat_chain(llm=llm, prompt=self._prompt("chat"))
+            return build_chat_chain(llm=answer_llm, prompt=self._prompt("chat"))
         if mode == "rag":
             return build_rag_chain(
                 llm=llm,
+                answer_llm=answer_llm,
                 retriever=retriever,
                 answer_prompt=self._prompt("rag_answer"),
                 condense_prompt=self._prompt("condense_question"),
@@ -235,20 +267,30 @@ class Answering:
 
     def _router(self, tools: list[Any], retriever: Any) -> Any:
         from orchard.agents.router import QuestionRouter
+        from orchard.chains.gate import Gate
+
+        gate = Gate.default(min_relevance=self.settings.min_relevance)  # the RAG chain's own gate
 
         def relevance(question: str) -> float:
-            """How well the documents match: the best retrieved passage's cosine similarity."""
+            """How likely the documents answer it: the RAG gate's probability, 0 when that gate refuses.
+
+            Not the best cosine alone: small talk whose words no passage holds ("tell me a
+            joke": 0.009; the refusal line is 0.21) stays chat even at a cosine near the floor,
+            and what the router sends to the documents the RAG chain does not then refuse. Still
+            open: "How do I add my documents?" over the samples has probability 0.65 but a best
+            cosine of 0.27, under the 0.3 floor, so both the gate and the router turn it away.
+            """
             if self.components.store.count() == 0:
                 return 0.0
-            docs = retriever.invoke(question)
-            return max((float(d.metadata.get("dense_score") or 0.0) for d in docs), default=0.0)
+            verdict = gate.decide(question, retriever.invoke(question))
+            return 0.0 if verdict.decision == "refuse" else verdict.probability
 
         return QuestionRouter(
             llm=self.components.internal_llm,
             prompt=self._prompt("agent_route"),
             tools=tools,
             relevance=relevance,
-            min_relevance=self.settings.min_relevance,
+            min_relevance=gate.refuse_below,
         )
 
     def _agent_chain(self, tools: list[Any], router: Any) -> Any:

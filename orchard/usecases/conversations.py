@@ -32,6 +32,8 @@ def message_meta(result: AnswerResult, *, requested_mode: str) -> dict[str, Any]
     meta = result.as_dict()
     meta.pop("answer", None)
     meta["requested_mode"] = requested_mode
+    if result.candidates is not None:  # the candidates not picked are stored as versions of their own
+        meta["candidates"] = {k: v for k, v in meta["candidates"].items() if k != "texts"} | {"n": len(result.candidates.texts)}
     return meta
 
 
@@ -126,12 +128,14 @@ class Conversations:
     # --- asking -----------------------------------------------------------------------------------
 
     def ask(self, user: str, conversation_id: str, question: str, *, critique: bool = False,
-            history: Any = None, mode: str | None = None) -> AnswerStream:  # fmt: skip
+            history: Any = None, mode: str | None = None, best_of: int | None = None) -> AnswerStream:  # fmt: skip
         """Store ``question`` now, then stream its answer (stored when the stream ends).
 
         ``history``: the turns before it, when they are not those stored (the HTTP API passes the
         client's messages); default: the conversation's stored turns. ``mode``: answer in this
         mode rather than the conversation's (the API's ``model`` picks it per request).
+        ``best_of``: candidates per answer (None: ``ORCHARD_BEST_OF``); those not picked are
+        stored as the answer's alternatives.
 
         Raises:
             NotFound: not this user's conversation (nothing is stored).
@@ -141,9 +145,9 @@ class Conversations:
         self.store.add_message(user, conversation_id, "user", question)
         turns = _history(earlier) if history is None else list(history)
         return self._answer(user, conversation, question, turns, critique=critique, store=self._appender(user, conversation_id),
-                            mode=mode)  # fmt: skip
+                            mode=mode, best_of=best_of)  # fmt: skip
 
-    def answer_pending(self, user: str, conversation_id: str, *, critique: bool = False) -> AnswerStream:
+    def answer_pending(self, user: str, conversation_id: str, *, critique: bool = False, best_of: int | None = None) -> AnswerStream:
         """Answer the conversation's last question, which has no answer yet (an earlier failure)."""
         conversation = self.store.get(user, conversation_id)
         messages = self.store.messages(user, conversation_id)
@@ -151,9 +155,10 @@ class Conversations:
             msg = "this conversation has no unanswered question"
             raise OrchardError(msg)
         return self._answer(user, conversation, messages[-1].content, _history(messages[:-1]), critique=critique,
-                            store=self._appender(user, conversation_id))  # fmt: skip
+                            store=self._appender(user, conversation_id), best_of=best_of)  # fmt: skip
 
-    def regenerate(self, user: str, conversation_id: str, message_id: int, *, critique: bool = False) -> AnswerStream:
+    def regenerate(self, user: str, conversation_id: str, message_id: int, *, critique: bool = False,
+                   best_of: int | None = None) -> AnswerStream:  # fmt: skip
         """Answer the question of answer ``message_id`` again; the new answer is stored as its
         alternative (and shown), the old one kept."""
         conversation = self.store.get(user, conversation_id)
@@ -170,10 +175,10 @@ class Conversations:
             return self.store.add_alternative(user, target, result.answer, meta).id
 
         return self._answer(user, conversation, messages[question_at].content, _history(messages[:question_at]),
-                            critique=critique, store=store)  # fmt: skip
+                            critique=critique, store=store, best_of=best_of)  # fmt: skip
 
     def _answer(self, user: str, conversation: Any, question: str, history: list[dict[str, str]], *, critique: bool,
-                store: Any, mode: str | None = None) -> AnswerStream:  # fmt: skip
+                store: Any, mode: str | None = None, best_of: int | None = None) -> AnswerStream:  # fmt: skip
         request = AnswerRequest(
             question=question,
             mode=mode or conversation.mode,
@@ -182,6 +187,7 @@ class Conversations:
             db_url=conversation.db_url,
             tables=tuple(conversation.tables),
             critique=critique,
+            best_of=best_of,
         )
         stream = self.answers.stream(request)
 
@@ -189,10 +195,38 @@ class Conversations:
             for event in stream:
                 if isinstance(event, Done):
                     meta = message_meta(event.result, requested_mode=request.mode)
-                    event = Done(event.result.with_ids(conversation_id=conversation.id, message_id=store(event.result, meta)))
+                    message_id = store(event.result, meta)
+                    self._keep_candidates(user, message_id, event.result, meta)
+                    self._keep_revision(user, conversation.id, message_id, event.result)
+                    event = Done(event.result.with_ids(conversation_id=conversation.id, message_id=message_id))
                 yield event
 
         return AnswerStream(events())
+
+    def _keep_candidates(self, user: str, message_id: int, result: AnswerResult, meta: dict[str, Any]) -> None:
+        """Best-of-n: the candidates not picked become alternatives of the answer (the user can
+        open and rate them; preferring one to the pick is a ``best-of-n`` pair)."""
+        ranked = result.candidates
+        if ranked is None:
+            return
+        for rank, text in enumerate(ranked.texts):
+            if rank == ranked.picked or not text.strip() or text.strip() == result.answer.strip():
+                continue
+            score = None if ranked.scores is None else ranked.scores[rank]
+            version = {k: v for k, v in meta.items() if k not in ("candidates", "repair", "draft", "critiques")}
+            version["best_of"] = {"rank": rank, "score": score, "picked_message_id": message_id, "scorer": ranked.scorer}
+            self.store.add_alternative(user, message_id, text, version, current=False)
+
+    def _keep_revision(self, user: str, conversation_id: str, message_id: int, result: AnswerResult) -> None:
+        """The critique revised a draft that failed principles: revision over draft is an
+        ``ai-feedback`` pair (the constitution's label)."""
+        failed = [c.principle for c in result.critiques if c.needs_revision]
+        draft = (result.draft or "").strip()
+        if not failed or not draft or draft == result.answer.strip() or not result.answer.strip():
+            return
+        self.components.feedback.add_pair(user=user, source="ai-feedback", prompt=result.question, chosen=result.answer,
+                                          rejected=draft, principle=", ".join(failed), conversation_id=conversation_id,
+                                          message_id=message_id)  # fmt: skip
 
     def _appender(self, user: str, conversation_id: str) -> Any:
         def store(result: AnswerResult, meta: dict[str, Any]) -> int:
@@ -228,8 +262,32 @@ class Conversations:
             sources=[{k: s.get(k) for k in ("n", "source", "section")} for s in meta.get("sources", [])],
             model=meta.get("model") or self.components.settings.llm_model,
         )
+        picked = self._picked_over(user, conversation_id, answer) if rating == "up" else None
+        if picked is not None:  # the user preferred a candidate best-of-n did not pick
+            self.components.feedback.add_pair(user=user, source="best-of-n", prompt=record.prompt, chosen=answer.content,
+                                              rejected=picked.content, conversation_id=conversation_id,
+                                              message_id=message_id)  # fmt: skip
         self.components.profiles.update_profile_from_feedback(user)
+        self.learn_from_ratings(user)
         return record
+
+    def learn_from_ratings(self, user: str) -> Any:
+        """Retrain the user's reward model in the background when enough new ratings came
+        (``ORCHARD_REWARD_RETRAIN_EVERY``); never blocks. The Future, or None when not due."""
+        if self.components.settings.reward_retrain_every <= 0:
+            return None
+        return self.components.reward_trainer.maybe_retrain_async(user)
+
+    def _picked_over(self, user: str, conversation_id: str, answer: Any) -> Any:
+        """The answer best-of-n picked, when ``answer`` is one of the candidates it did not pick."""
+        picked_id = (answer.meta.get("best_of") or {}).get("picked_message_id")
+        if picked_id is None:
+            return None
+        for message in self.store.messages(user, conversation_id):
+            found = next((v for v in (message, *message.alternatives) if v.id == picked_id), None)
+            if found is not None:
+                return found
+        return None
 
     def unrate(self, user: str, conversation_id: str, message_id: int) -> bool:
         """Remove the user's rating of an answer (and refresh their profile); True if there was one."""

@@ -26,6 +26,8 @@ class Feedback:
         refresh that user's derived preference lines, as a thumb in the app does."""
         record = self.components.feedback.add(**rating)
         self.components.profiles.update_profile_from_feedback(record.user)
+        if self.components.settings.reward_retrain_every > 0:  # retrain in the background when due
+            self.components.reward_trainer.maybe_retrain_async(record.user)
         return record
 
     def list(self, user: str | None = None) -> list[Any]:

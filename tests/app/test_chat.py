@@ -363,3 +363,15 @@ def test_an_answer_stored_by_an_earlier_version_still_shows(open_app, orchard) -
     assert at.chat_message[1].markdown[0].value == "In late winter :green-badge[1]."
     assert at.expander[0].label == "[1] samples/fruit-tree-care.html · Pruning"
     assert "Auto → Documents · qwen2.5-coder-0.5b-instruct · 2.5 s" in texts(at)
+
+
+def test_best_of_n_writes_four_answers_and_says_what_picked_one(open_app, model) -> None:
+    at = choose_mode(open_app(), "rag")
+    best = next(t for t in at.toggle if t.label.startswith("Best of"))
+    assert best.label == "Best of 4" and best.value is False
+    best.set_value(True).run()
+    ask(at, "When are apple trees pruned?")
+    assert not at.exception, at.exception
+    assert model.questions("rag_answer") == ["When are apple trees pruned?"] * 4  # four candidates, one shown
+    assert "late winter" in at.chat_message[1].markdown[0].value
+    assert "best of 4, no reward model yet: the first kept" in texts(at)

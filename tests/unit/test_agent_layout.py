@@ -66,17 +66,18 @@ def test_every_message_before_the_question_is_byte_identical_across_questions(na
     assert first[-1] != second[-1] and QUESTIONS[0] in first[-1][1]  # the question (and schema) last
 
 
-def test_the_answer_prompt_puts_the_question_last_and_its_last_message_stands_alone() -> None:
+def test_the_answer_prompt_asks_the_question_around_the_result_and_its_last_message_stands_alone() -> None:
     prompt = load_prompt("agent_answer")
     a = rendered(prompt.format_messages(question=QUESTIONS[0], tool="python", tool_input="print(2**20)", tool_output="1048576"))
     b = rendered(prompt.format_messages(question=QUESTIONS[1], tool="python", tool_input="print(3)", tool_output="3"))
     fixed = "You answer the user's question in one short sentence from the result of a "
     assert a[0][1].startswith(fixed) and b[0][1].startswith(fixed)
-    # The last message (what continues the writer's conversation) holds the result, then the
-    # question, and not the code (the conversation has it already).
+    # The last message (what continues the writer's conversation) holds the question, the result,
+    # the question again (read last, nearest the answer), and not the code (the conversation has it).
     tail = a[1][1]
-    assert "1048576" in tail and tail.index("1048576") < tail.index(QUESTIONS[0]) and "print(" not in tail
-    assert common_prefix(a[1][1], b[1][1]) == "Result:\n"
+    first, result, last = tail.index(QUESTIONS[0]), tail.index("1048576"), tail.rindex(QUESTIONS[0])
+    assert first < result < last and "print(" not in tail
+    assert common_prefix(a[1][1], b[1][1]) == "Question: "
 
 
 def test_the_answer_continues_the_writers_conversation_so_only_the_result_is_new() -> None:

@@ -120,6 +120,18 @@ def test_auto_sends_small_talk_to_the_chat_chain(tmp_path: Path) -> None:
     assert result.route == RouteChosen(mode="chat", tool=None, kind="chat", reason="small talk")
 
 
+def test_auto_asks_the_gate_whether_the_documents_answer_what_the_model_calls_small_talk(tmp_path: Path) -> None:
+    # The router's documents check is the gate's probability, not one cosine: small talk stays
+    # chat with documents ingested, a question whose words the passages hold goes to them.
+    orchard = with_docs(scripted_orchard(tmp_path / "data", llm=ScriptedToolModel(replies=["chat", "Hello!"])), tmp_path)
+    result = ask(orchard, "hi there, how are you", "auto")
+    assert (result.mode, result.answer, result.route.reason) == ("chat", "Hello!", "small talk")
+    model = ScriptedToolModel(replies=["Prune them in late winter [1]."])
+    orchard = with_docs(scripted_orchard(tmp_path / "data2", llm=model), tmp_path)
+    result = ask(orchard, "pruning pear trees, any tips?", "auto")
+    assert (result.mode, result.route.tool) == ("rag", "search_docs") and result.cited == (1,)
+
+
 def test_auto_sends_a_documents_question_to_rag(tmp_path: Path) -> None:
     model = ScriptedToolModel(replies=["Prune them in late winter [1]."])
     orchard = with_docs(scripted_orchard(tmp_path / "data", llm=model), tmp_path)

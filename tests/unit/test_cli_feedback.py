@@ -136,7 +136,7 @@ def load_like_datasets_json(path: Path):
     return paj.read_json(io.BytesIO(path.read_bytes()), read_options=paj.ReadOptions(block_size=16 << 10))
 
 
-def assert_string_columns(path: Path, columns: list[str], rows: int) -> None:
+def assert_string_columns(path: Path, columns: list[str], rows: int, may_be_empty: set[str] = frozenset()) -> None:
     """Every row has exactly ``columns``, each a non-empty string: TRL's *standard* (not
     conversational) layout, which DPOTrainer/SFTTrainer detect by the values being strings."""
     import pandas as pd
@@ -152,13 +152,13 @@ def assert_string_columns(path: Path, columns: list[str], rows: int) -> None:
     frame = pd.read_json(path, lines=True, dtype=False)
     assert list(frame.columns) == columns and len(frame) == rows
     assert all(pd.api.types.is_string_dtype(frame[c]) for c in columns)
-    assert all(isinstance(v, str) and v.strip() for c in columns for v in frame[c])
+    assert all(isinstance(v, str) and (v.strip() or c in may_be_empty) for c in columns for v in frame[c])
 
 
 def test_dpo_export_pairs_per_prompt_and_loads_as_a_trl_preference_dataset(ratings: None, tmp_path: Path) -> None:
     out = tmp_path / "train" / "dpo.jsonl"
     assert export("dpo", out) == 6
-    assert_string_columns(out, ["prompt", "chosen", "rejected"], rows=6)
+    assert_string_columns(out, ["prompt", "chosen", "rejected", "source", "principle"], rows=6, may_be_empty={"principle"})
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     # Every up-rated answer to "What is DPO?" (3, whitespace variants are one prompt, both users)
     # x every down-rated one (2).
@@ -175,6 +175,7 @@ def test_dpo_export_for_one_user_pairs_only_their_ratings(ratings: None, tmp_pat
     assert export("dpo", out, "--user", "bob") == 1
     assert json.loads(out.read_text()) == {
         "prompt": "What is DPO?", "chosen": "Direct preference optimization.", "rejected": "A kind of ice cream.",
+        "source": "thumbs", "principle": "",
     }  # fmt: skip
     ann = tmp_path / "ann.jsonl"
     assert export("dpo", ann, "--user", "ann") == 2

@@ -172,7 +172,7 @@ def test_an_up_and_a_down_give_one_pair(ratings: FeedbackStore) -> None:
     rate(ratings, "What is X?", "bad", "down")
     rate(ratings, "  What  is\nX? ", "good", "up")  # the same prompt after whitespace normalisation
     rate(ratings, "what is x?", "other", "up")  # case differs: another prompt
-    assert ratings.export("dpo") == [{"prompt": "What is X?", "chosen": "good", "rejected": "bad"}]
+    assert ratings.export("dpo") == [{"prompt": "What is X?", "chosen": "good", "rejected": "bad", "source": "thumbs", "principle": ""}]
 
 
 def test_two_ups_and_a_down_give_two_pairs(ratings: FeedbackStore) -> None:
@@ -180,8 +180,8 @@ def test_two_ups_and_a_down_give_two_pairs(ratings: FeedbackStore) -> None:
     rate(ratings, "q", "bad", "down")
     rate(ratings, "q", "good 2", "up")
     assert ratings.export("dpo") == [
-        {"prompt": "q", "chosen": "good 1", "rejected": "bad"},
-        {"prompt": "q", "chosen": "good 2", "rejected": "bad"},
+        {"prompt": "q", "chosen": "good 1", "rejected": "bad", "source": "thumbs", "principle": ""},
+        {"prompt": "q", "chosen": "good 2", "rejected": "bad", "source": "thumbs", "principle": ""},
     ]
 
 
@@ -200,7 +200,7 @@ def test_exports_filter_by_user(ratings: FeedbackStore) -> None:
     rate(ratings, "q", "ana bad", "down")
     rate(ratings, "q", "bob good", "up", user="bob")
     rate(ratings, "r", "bob only", "down", user="bob")
-    assert ratings.export("dpo", user="ana") == [{"prompt": "q", "chosen": "ana good", "rejected": "ana bad"}]
+    assert ratings.export("dpo", user="ana") == [{"prompt": "q", "chosen": "ana good", "rejected": "ana bad", "source": "thumbs", "principle": ""}]
     assert ratings.export("dpo", user="bob") == []  # bob rated each prompt once
     assert len(ratings.export("dpo")) == 2  # unfiltered: all ratings of the prompt
     assert ratings.export("sft", user="bob") == [{"prompt": "q", "completion": "bob good"}]
@@ -226,9 +226,10 @@ def test_jsonl_has_every_rating_with_all_fields(ratings: FeedbackStore) -> None:
     assert len(rows) == 2
     assert set(rows[0]) == {
         "id", "user", "prompt", "response", "rating", "comment", "conversation_id", "message_id",
-        "context", "sources", "model", "created_at",
+        "context", "sources", "model", "created_at", "source",
     }
     assert rows[0]["sources"] == ["s.pdf"] and rows[0]["context"] == "passages" and rows[0]["comment"] == "nice"
+    assert rows[0]["source"] == "thumbs"
     assert rows[0]["created_at"].endswith("+00:00")
     json.dumps(rows)  # plain JSON
 
@@ -254,8 +255,8 @@ def test_the_dpo_file_has_the_columns_trl_reads(ratings: FeedbackStore, tmp_path
     assert len(lines) == 2
     for line in lines:
         row = json.loads(line)
-        assert set(row) == {"prompt", "chosen", "rejected"}
-        assert all(isinstance(value, str) for value in row.values())
+        assert set(row) == {"prompt", "chosen", "rejected", "source", "principle"}
+        assert all(isinstance(value, str) for value in row.values()) and row["source"] == "thumbs"
     assert json.loads(lines[1])["rejected"] == 'Say "hi"\nthen leave.'
     assert "Gut, danke — und dir?" in lines[0]  # UTF-8, not escaped
 
