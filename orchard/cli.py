@@ -386,6 +386,10 @@ def _add_subcommands() -> None:
     from orchard.cli_learning import app as reward_app
 
     app.add_typer(reward_app, name="reward", help="The reward model learned from ratings: train, list, activate, score.")
+    from orchard.cli_tune import adapters_app, tune_app
+
+    app.add_typer(tune_app, name="tune", help="Train a LoRA adapter here (sft, dpo, distill).")
+    app.add_typer(adapters_app, name="adapters", help="Adapters trained here: list, gate, activate, deactivate.")
 
 
 _add_subcommands()

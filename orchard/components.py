@@ -37,6 +37,9 @@ DEPENDS_ON: dict[str, tuple[str, ...]] = {
     "feedback": ("data_dir",),
     "profiles": ("data_dir",),
     "tool_sessions": ("sql_max_rows", "tool_timeout", "tool_calling"),
+    "rewards": ("data_dir",),
+    "reward_trainer": ("data_dir", "reward_retrain_every", "embedder", "chroma_url", "store_dir", "collection", "cache_dir"),
+    "adapters": ("data_dir",),
 }
 INTERNAL_TAG = "orchard:internal"  # tag of model calls whose tokens are not the answer
 
@@ -221,6 +224,13 @@ class Components:
 
         every = max(1, self.settings.reward_retrain_every)
         return self._part("reward_trainer", lambda: RewardTrainer(self.feedback, self.rewards, embed=self.embeddings, every=every))
+
+    @property
+    def adapters(self) -> Any:
+        """LoRA adapters trained here, one active per user (:class:`orchard.adapters.AdapterStore`)."""
+        from orchard.adapters import AdapterStore
+
+        return self._part("adapters", lambda: AdapterStore(self.settings.data_dir))
 
     def reward_scorer(self, user: str | None, question: str) -> RewardScorer | None:
         """What scores best-of-n candidates for ``user``: their reward model, else the global one, else None."""

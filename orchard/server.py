@@ -37,8 +37,11 @@ def llamacpp_command(
     threads: int,
     host: str = "127.0.0.1",
     n_ctx: int = 4096,
+    lora_path: Path | None = None,
 ) -> list[str]:
-    """Command line for the embedded llama.cpp server (settings measured in ARCHITECTURE.md)."""
+    """Command line for the embedded llama.cpp server (settings measured in ARCHITECTURE.md);
+    ``lora_path``: a GGUF LoRA adapter applied to the model (:mod:`orchard.adapters`)."""
+    lora = ["--lora_path", str(lora_path)] if lora_path else []
     return [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model_path),
@@ -54,6 +57,7 @@ def llamacpp_command(
         # only logprobs need (Orchard asks for none): prompt reading 99.6 -> 133.9 tokens/s on the
         # 0.5B Q4_K_M (bench/engine_flags.py, RESULTS.md "A faster answer path").
         "--logits_all", "False",
+        *lora,
     ]  # fmt: skip
 
 

@@ -29,7 +29,7 @@ from orchard.usecases.answering import MODES, Answering, AnswerRequest
 from orchard.usecases.conversations import Conversations
 from orchard.usecases.customization import Customization
 from orchard.usecases.feedback import Feedback
-from orchard.usecases.learning import Learning
+from orchard.usecases.learning import Learning, Tuning
 from orchard.usecases.library import Library
 from orchard.usecases.model_server import ModelServer
 
@@ -47,6 +47,7 @@ class Orchard:
     library: Library
     feedback: Feedback
     learning: Learning
+    tuning: Tuning
     customization: Customization
     model_server: ModelServer
     keys: Any
@@ -116,6 +117,7 @@ def build_orchard(
         library=Library(components=components),
         feedback=Feedback(components=components),
         learning=Learning(components=components),
+        tuning=Tuning(components=components),
         customization=Customization(settings=settings),
         model_server=server,
         keys=KeyStore(components.database),

@@ -68,7 +68,21 @@ class ModelServer:
             host=host,
             threads=s.server_threads or server.default_threads(),
             n_ctx=s.server_ctx,
+            lora_path=self.active_adapter(chosen),
         )
+
+    def active_adapter(self, model: str) -> Path | None:
+        """The GGUF LoRA adapter active for the default user (personal mode), when it was trained
+        on ``model``; an adapter for another model is not loaded (and said so)."""
+        from orchard.adapters import AdapterStore
+
+        adapter = AdapterStore(self.settings.data_dir).active(self.settings.default_user)
+        if adapter is None:
+            return None
+        if adapter.base != model:
+            self.notify(f"adapter {adapter.name!r} was trained on {adapter.base}, not {model}: serving the model without it")
+            return None
+        return adapter.gguf
 
     def vllm_command(self, *, model: str, port: int | None = None, host: str = "127.0.0.1", served_name: str | None = None,
                      tool_call_parser: str = "hermes", quantization: str | None = None,
