@@ -238,6 +238,52 @@ def preferences() -> None:
         profile_editor(orchard, user)
     with right:
         ratings(orchard, user)
+    learned(orchard, user)
+
+
+def learned(orchard: Any, user: str) -> None:
+    """The reward model that picks best-of-n answers for this user, and the adapters they may use."""
+    st.subheader("What Orchard learned from you", anchor=False)
+    versions = orchard.learning.reward_versions(user)
+    active = next((v for v in versions if v["active"]), None)
+    if active is None:
+        st.caption("No reward model of yours yet: it is trained from your ratings (every "
+                   f"{orchard.settings.reward_retrain_every} new ones) and picks answers when *Best of* is on.")  # fmt: skip
+    else:
+        accuracy = active.get("heldout_pair_accuracy")
+        st.markdown(f"**Reward model v{active['version']}** · trained on {active.get('trained_on')} ratings, "
+                    f"{active.get('n_pairs')} pairs · held-out pair accuracy "
+                    f"{'n/a' if accuracy is None else format(accuracy, '.2f')}")  # fmt: skip
+    adapters = orchard.tuning.list(user)
+    if not adapters:
+        st.caption("No adapters yet: `orchard tune dpo --out NAME` trains one on your pairs (`orchard adapters gate NAME` checks it).")
+        return
+    for row in adapters:
+        with st.container(border=True, horizontal=True, vertical_alignment="center"):
+            gate = row.get("gate")
+            verdict = "not checked yet" if gate is None else ("passed its check" if gate.get("passed") else "failed its check")
+            st.markdown(f"**{row['name']}** · {row['method']} on {row['base']}, {row['rows']} rows · {verdict}"
+                        + (" · :green-badge[answering]" if row["active"] else ""))  # fmt: skip
+            if row["active"]:
+                st.button("Switch back to the base model", key=f"deactivate_{row['name']}", on_click=_deactivate, args=(user,))
+            else:
+                st.button("Use it", key=f"activate_{row['name']}", disabled=not (gate or {}).get("passed"),
+                          help=None if (gate or {}).get("passed") else "Only an adapter that passed its check can answer.",
+                          on_click=_activate, args=(user, row["name"]))  # fmt: skip
+
+
+def _activate(user: str, name: str) -> None:
+    try:
+        state.orchard().tuning.activate(name, user=user)
+    except Exception as exc:
+        state.flash(errors.message(exc, action="activating the adapter"), kind="error")
+        return
+    state.flash(f"Adapter {name} is active: restart the model server (`orchard serve`, `make run`) to load it.")
+
+
+def _deactivate(user: str) -> None:
+    state.orchard().tuning.deactivate(user=user)
+    state.flash("Back to the base model: restart the model server to unload the adapter.")
 
 
 def profile_editor(orchard: Any, user: str) -> None:

@@ -146,3 +146,25 @@ def test_a_saved_prompt_is_used_from_the_next_question_on(open_app, model) -> No
     chat.segmented_control[0].set_value("chat").run()
     ask(chat, "Hi")
     assert "Answer in one short sentence." in model.sent("chat")[-1][0].text
+
+
+def test_what_orchard_learned_shows_the_reward_model_and_switches_adapters(open_app, orchard) -> None:
+    from tests.unit.test_adapters import add
+
+    for i in range(3):
+        orchard.feedback.add(user="ana", prompt=f"q{i}", response=f"short {i}", rating="up")
+        orchard.feedback.add(user="ana", prompt=f"q{i}", response=f"a much longer answer number {i}", rating="down")
+    orchard.learning.train_reward("ana")
+    adapters = orchard.components.adapters
+    add(adapters, "ana-dpo", "ana")
+    add(adapters, "bob-dpo", "bob")  # bob's: never shown to ana
+    adapters.set_gate("ana-dpo", {"passed": True})
+    at = settings_page(open_app)
+    shown = texts(at)
+    assert "**Reward model v1** · trained on 6 ratings, 3 pairs" in shown
+    assert "**ana-dpo** · dpo on qwen-0.5b, 3 rows · passed its check" in shown and "bob-dpo" not in shown
+    button(at, "Use it").click().run()
+    assert not at.exception and adapters.active("ana").name == "ana-dpo"
+    assert ":green-badge[answering]" in texts(at)
+    button(at, "Switch back to the base model").click().run()
+    assert adapters.active("ana") is None
