@@ -15,7 +15,7 @@ export ANONYMIZED_TELEMETRY := False
 export CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_BLAS=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL := $(shell nproc)
 
-.PHONY: run test lint setup model samples browser bench lock clean help
+.PHONY: run test lint setup model samples converters browser bench lock clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -48,7 +48,12 @@ model: setup $(VENV)/.model-$(MODEL)
 samples: model
 	$(BIN)/orchard ingest samples
 
-run: samples
+# llama.cpp's GGUF converters (HF -> GGUF, PEFT LoRA -> GGUF adapter) for `orchard tune`: extracted
+# once from the llama-cpp-python sdist (sha256-checked; pip's cache usually has it from the build).
+converters: setup
+	$(BIN)/python -m orchard.tuning --cache-dir $(ORCHARD_DATA_DIR)/cache >/dev/null
+
+run: samples converters
 	$(BIN)/orchard app --port $(PORT)
 
 # Debian's chromium for the browser tests (Playwright cannot download its own browser here).
@@ -68,7 +73,7 @@ lint: setup
 	for d in chains agents tools ui; do ln -s $(CURDIR)/$$d build/lint/orchard/$$d; done
 	cd build/lint && PYTHONPATH=$(CURDIR)/build/lint $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml
 
-test: model browser lint
+test: model converters browser lint
 	$(BIN)/python -m pytest
 
 bench: model
