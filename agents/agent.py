@@ -128,7 +128,8 @@ class RoutedToolCalling(AgentMiddleware):
         response = yield request.override(system_message=answer_messages[0], messages=answer_messages[1:], tools=[])
         for message in response.result:
             if isinstance(message, AIMessage) and not message.tool_calls:
-                text, kept = checked_answer(str(message.content), tool=last.name, output=str(last.content), ok=last.status != "error")
+                text, kept = checked_answer(str(message.content), tool=last.name, output=str(last.content), ok=last.status != "error",
+                                            question=question)  # fmt: skip
                 if not kept:
                     message.content = text
                     message.response_metadata["orchard_answer_replaced"] = True

@@ -4,6 +4,10 @@ Measured with the embedded 0.5B model: given ``population\\n67000`` it wrote "67
 ``1307674368000`` from ``math.factorial(15)`` it wrote "the factorial of 15 is not defined".
 When a tool returns one value, the answer must state that value: :func:`checked_answer` keeps the
 model's sentence when it does, and otherwise replaces it with a plain statement of the result.
+After a ``search_docs`` call it wrote the passage's label as the answer ("The command
+`samples/orchard-guide.md — Adding your documents` is used to add my documents"): an answer that
+repeats a passage label is replaced by a quote of the passage sentence that best answers the
+question (:func:`orchard.chains.answer_checks.extractive_answer`), cited.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import re
 
 _NUMBER = re.compile(r"-?\d[\d,_ ]*(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _ROW_COUNT = re.compile(r"^\(1 row\)$")
+_PASSAGE_LABEL = re.compile(r"^\[(\d{1,2})\] \((.+)\)$", re.M)  # chains.context.format_context's "[n] (source — section)"
 
 
 def single_value(tool: str, output: str) -> str | None:
@@ -46,8 +51,28 @@ def states_value(answer: str, value: str) -> bool:
     return False
 
 
-def checked_answer(answer: str, *, tool: str, output: str, ok: bool) -> tuple[str, bool]:
+def passages(output: str) -> tuple[list[str], list[str]]:
+    """(labels, texts) of a ``search_docs`` result's numbered passages."""
+    marks = list(_PASSAGE_LABEL.finditer(output))
+    texts = [output[m.end() : marks[i + 1].start() if i + 1 < len(marks) else len(output)].strip() for i, m in enumerate(marks)]
+    return [m.group(2) for m in marks], texts
+
+
+def echoes_label(answer: str, labels: list[str]) -> bool:
+    """The answer repeats a passage label (its ``source — section``, or the section after a path)."""
+    plain = answer.replace("`", "")
+    return any(label in plain or (" — " in label and label.rsplit("/", 1)[-1] in plain) for label in labels)
+
+
+def checked_answer(answer: str, *, tool: str, output: str, ok: bool, question: str = "") -> tuple[str, bool]:
     """(the answer to give, whether the model's own sentence was kept)."""
+    if tool == "search_docs" and ok and question:
+        labels, texts = passages(output)
+        if labels and echoes_label(answer, labels):
+            from orchard.chains.answer_checks import extractive_answer
+
+            quote = extractive_answer(question, texts)
+            return (quote[0], False) if quote else (answer, True)
     value = single_value(tool, output) if ok else None
     if value is None or states_value(answer, value):
         return answer, True

@@ -117,6 +117,13 @@ def test_documents_questions_search_with_the_question_and_return_sources() -> No
     assert len(model.calls) == 1  # nothing to compute, documents match: no routing call, no query to write
 
 
+def test_an_answer_that_repeats_a_passage_label_is_replaced_by_a_quote_of_the_passage() -> None:
+    # Measured on the agent task set: "The command `samples/orchard-guide.md — Adding your documents` is used".
+    model = ScriptedToolModel(replies=["You prune as the `guide.md — Pruning` says."])
+    result = run(model, [python, search_docs], "When do I prune?")
+    assert result["answer"] == "“Prune in late winter” [1]"
+
+
 def test_small_talk_is_answered_without_a_tool() -> None:
     model = ScriptedToolModel(replies=["chat", "Hello! Ask me about your data."])
     result = run(model, [python, FakeSQL()], "hi!")
