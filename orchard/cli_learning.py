@@ -37,15 +37,10 @@ def _fail(message: str) -> None:
 
 
 def _user(user: str | None) -> str | None:
-    if user is None:
-        return None
-    from orchard.db import validate_user
-
-    try:
-        return validate_user(user)
-    except ValueError as exc:
-        _fail(str(exc))
-    return None
+    """The user name, trimmed (the stores check it further: a bad one is a ValueError, said in one line)."""
+    if user is not None and not user.strip():
+        _fail("the user name is empty — enter a name (it keeps your conversations and ratings apart)")
+    return None if user is None else user.strip()
 
 
 @app.command()
@@ -55,16 +50,15 @@ def train(user: UserOpt = None, as_json: JsonOpt = False) -> None:
 
     try:
         result = _learning().train_reward(_user(user))
-    except (RewardModelError, RetrainBusy) as exc:
+    except (RewardModelError, RetrainBusy, ValueError) as exc:
         _fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, default=str))
         return
-    report = result.get("report") or {}
-    accuracy = report.get("heldout_pair_accuracy")
-    shown = "n/a (too few pairs to hold out)" if accuracy is None else f"{accuracy:.3f} on {report.get('heldout_pairs')} pairs"
-    typer.echo(f"reward model v{result['version']}: {report.get('n_pairs')} pairs, {report.get('n_points')} rated answers; "
-               f"held-out pair accuracy {shown} ({report.get('seconds', 0):.1f} s)")  # fmt: skip
+    accuracy = result.get("heldout_pair_accuracy")
+    shown = "n/a (too few pairs to hold out)" if accuracy is None else f"{accuracy:.3f} on {result.get('heldout_pairs')} pairs"
+    typer.echo(f"reward model v{result['version']}: {result.get('n_pairs')} pairs, {result.get('n_points')} rated answers; "
+               f"held-out pair accuracy {shown} ({result.get('seconds', 0):.1f} s); {result.get('gate')}")  # fmt: skip
 
 
 @app.command("list")
@@ -91,7 +85,7 @@ def activate(version: Annotated[int | None, typer.Argument(help="The version to 
 
     try:
         _learning().activate_reward(_user(user), version)
-    except RewardModelError as exc:
+    except (RewardModelError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"reward model: {'v' + str(version) if version is not None else 'the latest version'} is active")
 
@@ -108,7 +102,7 @@ def score(
 
     try:
         result = _learning().score(prompt, answers, user=_user(user))
-    except RewardModelError as exc:
+    except (RewardModelError, ValueError) as exc:
         _fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))

@@ -43,14 +43,13 @@ def _fail(message: str) -> None:
 
 
 def _user(user: str | None) -> str:
+    """The user (default: ORCHARD_DEFAULT_USER), trimmed; the stores check it further."""
     from orchard.config import load_settings
-    from orchard.db import validate_user
 
-    try:
-        return validate_user(user if user is not None else load_settings().default_user)
-    except ValueError as exc:
-        _fail(str(exc))
-    raise AssertionError
+    name = (user if user is not None else load_settings().default_user).strip()
+    if not name:
+        _fail("the user name is empty — enter a name (it keeps your conversations and ratings apart)")
+    return name
 
 
 def _train(
@@ -73,7 +72,7 @@ def _train(
     try:
         rows = rows_of(tuning, who)
         adapter = tuning.train(method, name=name, user=who, rows=rows, model=model, steps=steps, progress=progress)
-    except OrchardError as exc:
+    except (OrchardError, ValueError) as exc:
         _fail(str(exc))
     finally:
         if bar is not None:
@@ -168,7 +167,7 @@ def gate(
     try:
         report = _tuning().gate(name, user=_user(user), questions=questions, redteam=redteam, limit=limit,
                                 log=lambda m: typer.echo(m, err=True))  # fmt: skip
-    except OrchardError as exc:
+    except (OrchardError, ValueError) as exc:
         _fail(str(exc))
     if as_json:
         typer.echo(json.dumps(report, default=str))
@@ -189,7 +188,7 @@ def activate(name: Annotated[str, typer.Argument(help="The adapter.")],
     """Answer with this adapter (after a passed gate); the embedded server loads it at its next start."""
     try:
         _tuning().activate(name, user=_user(user), force=force)
-    except OrchardError as exc:
+    except (OrchardError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(f"adapter {name} is active; restart the model server (`orchard serve`, `make run`) to load it")
 

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from orchard.feedback import FeedbackStore, dpo_pairs
+from orchard.feedback import FeedbackStore
 from orchard.reward.model import NotEnoughFeedback, RewardModel, TrainConfig, TrainReport
 from orchard.reward.store import RewardStore, user_slot
 
@@ -39,15 +39,23 @@ class RetrainBusy(RuntimeError):
     """Another trainer (thread or process) is training this slot right now."""
 
 
+#: A new version whose held-out pair accuracy is lower than the active one's by more than this
+#: does not become active (the active one stays pinned): the gate of a reward model.
+GATE_TOLERANCE = 0.05
+
+
 @dataclass(frozen=True)
 class RetrainResult:
     user: str | None
     version: int
     report: TrainReport
+    active: int | None = None  # the version that scores answers after this training
+    gate: str = ""  # why that one
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (``orchard reward train --json``): the slot, not the user name, in paths."""
-        return {"user": self.user, "slot": user_slot(self.user), "version": self.version, **self.report.to_dict()}
+        return {"user": self.user, "slot": user_slot(self.user), "version": self.version, "active": self.active,
+                "gate": self.gate, **self.report.to_dict()}  # fmt: skip
 
 
 class RewardTrainer:
@@ -106,13 +114,28 @@ class RewardTrainer:
         with self._training, self._slot_lock(user):
             ratings = self.feedback.list(user)
             try:
-                model, report = RewardModel.train(dpo_pairs(ratings), ratings, embed=self.embed, config=self.config)
+                model, report = RewardModel.train(self.feedback.preference_pairs(user), ratings, embed=self.embed, config=self.config)
             except NotEnoughFeedback:
                 self._attempted[user_slot(user)] = len(ratings)  # not due again before `every` more
                 raise
             report.trained_on = len(ratings)
+            before = self.store.active(user)
             version = self.store.save(model, user)
-            return RetrainResult(user=user, version=version, report=report)
+            active, gate = self._gate(user, before, version, report)
+            return RetrainResult(user=user, version=version, report=report, active=active, gate=gate)
+
+    def _gate(self, user: str | None, before: int | None, version: int, report: TrainReport) -> tuple[int, str]:
+        """Keep the version that was active when the new one is worse on held-out pairs (by more
+        than :data:`GATE_TOLERANCE`); else the new one is active (the latest, unpinned)."""
+        new = report.heldout_pair_accuracy
+        old = None if before is None else (self.store.report(user, before).get("report") or {}).get("heldout_pair_accuracy")
+        if before is not None and new is not None and old is not None and new < old - GATE_TOLERANCE:
+            self.store.activate(user, before)
+            return before, f"v{version} held-out pair accuracy {new:.3f} < v{before}'s {old:.3f}: v{before} stays active"
+        self.store.activate(user, None)
+        if old is None or new is None:
+            return version, "active (no held-out accuracy to compare)"
+        return version, f"active (held-out pair accuracy {new:.3f}, v{before} had {old:.3f})"
 
     def maybe_retrain_async(self, user: str | None = None) -> Future | None:
         """Submit a retrain if one is :meth:`due` and none is queued for the slot; never blocks."""

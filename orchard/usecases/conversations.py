@@ -276,7 +276,9 @@ class Conversations:
         (``ORCHARD_REWARD_RETRAIN_EVERY``); never blocks. The Future, or None when not due."""
         if self.components.settings.reward_retrain_every <= 0:
             return None
-        return self.components.reward_trainer.maybe_retrain_async(user)
+        trainer = self.components.reward_trainer
+        trainer.maybe_retrain_async(None)  # the global model scores for users who have none yet
+        return trainer.maybe_retrain_async(user)
 
     def _picked_over(self, user: str, conversation_id: str, answer: Any) -> Any:
         """The answer best-of-n picked, when ``answer`` is one of the candidates it did not pick."""

@@ -26,8 +26,8 @@ class Feedback:
         refresh that user's derived preference lines, as a thumb in the app does."""
         record = self.components.feedback.add(**rating)
         self.components.profiles.update_profile_from_feedback(record.user)
-        if self.components.settings.reward_retrain_every > 0:  # retrain in the background when due
-            self.components.reward_trainer.maybe_retrain_async(record.user)
+        # No background retrain here: an import is a batch of ratings in a short-lived command;
+        # `orchard reward train` trains once after it (the app and the API retrain as they rate).
         return record
 
     def list(self, user: str | None = None) -> list[Any]:

@@ -18,7 +18,7 @@ def test_best_of_three_samples_real_candidates_and_the_trained_reward_model_pick
         feedback.add(user="ann", prompt=prompt, rating="down",
                      response=f"Pruning, which is a very important topic with many aspects {i}, " * 4)  # fmt: skip
     trained = live_orchard.learning.train_reward("ann")
-    assert trained["version"] >= 1 and trained["report"]["n_pairs"] == 10  # (a background retrain may have come first)
+    assert trained["version"] >= 1 and trained["n_pairs"] == 10  # (a background retrain may have come first)
     result = live_orchard.answers.ask(AnswerRequest(question="When should apple trees be pruned?", mode="rag", user="ann",
                                                     best_of=3))  # fmt: skip
     ranked = result.candidates
