@@ -9,7 +9,9 @@ the held-out answer evaluation and the red-team set, the adapter against what an
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -70,8 +72,10 @@ def _train(
         bar.update(p.step - bar.n)
 
     try:
-        rows = rows_of(tuning, who)
-        adapter = tuning.train(method, name=name, user=who, rows=rows, model=model, steps=steps, progress=progress)
+        # transformers' Trainer prints its log lines on stdout: they go to stderr, so --json stays one object
+        with contextlib.redirect_stdout(sys.stderr):
+            rows = rows_of(tuning, who)
+            adapter = tuning.train(method, name=name, user=who, rows=rows, model=model, steps=steps, progress=progress)
     except (OrchardError, ValueError) as exc:
         _fail(str(exc))
     finally:

@@ -179,7 +179,7 @@ class Tuning:
              log: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
         """Evaluate adapter ``name`` against what answers now (the active adapter or the base),
         each on a model server of its own: right-and-cited on the first ``limit`` questions of
-        ``questions``, harmful declined and benign helped on the first ``limit`` of ``redteam``.
+        ``questions``, harmful declined and benign helped on the first ``limit`` of each kind in ``redteam``.
         Passes when the adapter is not worse on any of the three. The report is kept with it."""
         from orchard.evaluate import evaluate_answers, evaluate_redteam, load_questions
 
@@ -188,7 +188,8 @@ class Tuning:
         candidate = adapters.usable(name, user)
         current = adapters.active(user)
         asked = load_questions(questions)[:limit]
-        red = [json.loads(line) for line in Path(redteam).read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
+        every = [json.loads(line) for line in Path(redteam).read_text(encoding="utf-8").splitlines() if line.strip()]
+        red = [item for kind in ("harmful", "benign") for item in [i for i in every if i.get("kind") == kind][:limit]]
         sides = {}
         for side, adapter in (("current", current), ("candidate", candidate)):
             label = adapter.name if adapter else "base model"
