@@ -46,11 +46,9 @@ def _user(user: str | None) -> str | None:
 @app.command()
 def train(user: UserOpt = None, as_json: JsonOpt = False) -> None:
     """Train the reward model now (a new version); prints pairs, points and held-out pair accuracy."""
-    from orchard.reward import RetrainBusy, RewardModelError
-
     try:
         result = _learning().train_reward(_user(user))
-    except (RewardModelError, RetrainBusy, ValueError) as exc:
+    except (ValueError, RuntimeError) as exc:  # not enough feedback, a bad name; another process training
         _fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False, default=str))
@@ -81,11 +79,9 @@ def list_versions(user: UserOpt = None, as_json: JsonOpt = False) -> None:
 def activate(version: Annotated[int | None, typer.Argument(help="The version to pin (omit: back to the latest).")] = None,
              user: UserOpt = None) -> None:  # fmt: skip
     """Pin the version best-of-n uses (without VERSION: the latest again)."""
-    from orchard.reward import RewardModelError
-
     try:
         _learning().activate_reward(_user(user), version)
-    except (RewardModelError, ValueError) as exc:
+    except ValueError as exc:  # no such version, a bad name
         _fail(str(exc))
     typer.echo(f"reward model: {'v' + str(version) if version is not None else 'the latest version'} is active")
 
@@ -98,11 +94,9 @@ def score(
     as_json: JsonOpt = False,
 ) -> None:
     """Score answers with the user's reward model (their own, else the global one); best first."""
-    from orchard.reward import RewardModelError
-
     try:
         result = _learning().score(prompt, answers, user=_user(user))
-    except (RewardModelError, ValueError) as exc:
+    except ValueError as exc:  # no reward model yet, a bad name
         _fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result, ensure_ascii=False))

@@ -159,9 +159,9 @@ class Tuning:
         adapters = self.components.adapters
         staged = adapters.staging()
         try:
-            fit = tuning.train_dpo if method == "dpo" else tuning.train_sft
-            report = fit(base_dir, rows, staged / "peft", max_steps=steps, epochs=epochs, progress=progress)
-            tuning.adapter_to_gguf(staged / "peft", base_dir=base_dir, out_file=staged / "adapter.gguf", converters=converters)
+            built = tuning.build_adapter(method, rows, staged, base_dir=base_dir, converters=converters, max_steps=steps,
+                                         epochs=epochs, progress=progress)  # fmt: skip
+            report = built.report
             return adapters.add(staged, name=name, method=method, base=preset, base_sha256=sha256_file(gguf), owner=user,
                                 rows=len(rows), training={**asdict(report), "final_loss": report.final_loss})  # fmt: skip
         finally:
