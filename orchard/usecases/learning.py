@@ -81,7 +81,7 @@ class Tuning:
     Training runs here on the CPU (TRL + PEFT over the HF weights of the packaged GGUF,
     :mod:`orchard.tuning`); the result is a GGUF LoRA adapter for llama.cpp and a PEFT folder for
     vLLM (:mod:`orchard.adapters`). An adapter becomes active only through :meth:`activate`,
-    which first runs :meth:`gate`: the answer evaluation on a held-out question file and the
+    which needs a passed :meth:`gate`: the answer evaluation on a held-out question file and the
     red-team set, the adapter side by side with what answers now; it must not be worse on any of
     right-and-cited, harmful declined, benign helped. The report is kept beside the adapter.
     """
@@ -150,13 +150,14 @@ class Tuning:
         from orchard.adapters import check_name
         from orchard.model import resolve_model, sha256_file
 
-        check_name(name)
+        adapters = self.components.adapters
+        if adapters.folder(check_name(name)).exists():  # before the training, not after it
+            raise OrchardError(f"an adapter named {name!r} exists already — choose another --out name")
         s = self.settings
         preset = model or s.model_preset
         gguf, _ = resolve_model(preset, cache_dir=s.cache_path)
         converters = tuning.find_converters(s.cache_path)
         base_dir = tuning.hf_weights_from_gguf(gguf, cache_dir=s.cache_path)
-        adapters = self.components.adapters
         staged = adapters.staging()
         try:
             built = tuning.build_adapter(method, rows, staged, base_dir=base_dir, converters=converters, max_steps=steps,
