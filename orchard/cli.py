@@ -267,7 +267,8 @@ def _print_stream(stream: AnswerStream) -> None:
             case Token(text=text):
                 typer.echo(text, nl=False)
             case CandidatesRanked(texts=texts, scores=scores, picked=picked, scorer=scorer):
-                typer.echo(f"\n[best of {len(texts)}, picked {picked + 1} by {scorer or 'none (no reward model yet: the first)'}]", err=True)
+                by = scorer if scorer and scorer != "none" else "nothing: no reward model yet, the model's own answer is kept"
+                typer.echo(f"\n[best of {len(texts)}, picked {picked + 1} by {by}]", err=True)
                 for i, text in enumerate(texts):
                     mark = "*" if i == picked else " "
                     typer.echo(f"  {mark}{i + 1} ({'—' if scores is None else format(scores[i], '+.2f')}) {' '.join(text.split())[:200]}", err=True)

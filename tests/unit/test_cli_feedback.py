@@ -305,3 +305,15 @@ def test_a_profile_derived_from_imported_ratings_reaches_the_prompt(scripted) ->
     model = scripted("Short.")
     invoke("ask", "Explain SFT", "--mode", "chat", "--user", "ann", "--json")
     assert "- Keep answers short (2-3 sentences)." in model.calls[0][0].content
+
+
+def test_ask_best_of_prints_the_pick_and_the_candidates_on_stderr(scripted) -> None:
+    scripted("Hello!", "Hello there, nice to meet you!")
+    result = invoke("ask", "Say hello", "--mode", "chat", "--best-of", "2")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "Hello!"  # no reward model yet: the model's own answer is kept
+    assert "[best of 2, picked 1 by nothing: no reward model yet, the model's own answer is kept]" in result.stderr
+    assert "  *1 (—) Hello!" in result.stderr and "   2 (—) Hello there, nice to meet you!" in result.stderr
+    scripted("a", "bb")
+    out = json.loads(invoke("ask", "Say hello", "--mode", "chat", "--best-of", "2", "--json").stdout)
+    assert out["candidates"] == {"texts": ["a", "bb"], "scores": None, "picked": 0, "scorer": "none"}
