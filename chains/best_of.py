@@ -73,7 +73,7 @@ def generate_candidates(llm: Runnable, messages: list[BaseMessage], n: int, *, o
     if n <= 1:
         return [first]
     if one_request:
-        result = llm.bind(n=n - 1, temperature=temperature, seed=seed).generate([messages])  # type: ignore[attr-defined]
+        result = llm.generate([messages], n=n - 1, temperature=temperature, seed=seed)  # type: ignore[attr-defined]
         return [first, *(str(g.message.content) for g in result.generations[0])]
     return [first, *(str(llm.bind(temperature=temperature, seed=seed + i).invoke(messages).content) for i in range(1, n))]
 

@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -30,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchard.db import validate_user
+from orchard.db import user_slot, validate_user
 from orchard.errors import NotFound, OrchardError
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -39,13 +38,6 @@ GGUF_FILE = "adapter.gguf"
 PEFT_DIR = "peft"
 ACTIVE_FILE = "active.json"
 METHODS = ("sft", "dpo", "distill")
-
-
-def user_slot(user: str | None) -> str:
-    """The key a user's choice is stored under (``_global``: nobody's in particular)."""
-    if user is None:
-        return "_global"
-    return "u-" + hashlib.sha256(validate_user(user).encode("utf-8")).hexdigest()[:24]
 
 
 def check_name(name: str) -> str:

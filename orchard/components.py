@@ -234,12 +234,12 @@ class Components:
 
     def reward_scorer(self, user: str | None, question: str) -> RewardScorer | None:
         """What scores best-of-n candidates for ``user``: their reward model, else the global one, else None."""
-        model = self.rewards.load_for(user, embed=self.embeddings)
-        if model is None:
+        found = self.rewards.scoring(user)
+        if found is None:
             return None
-        own = user is not None and self.rewards.active(user) is not None
-        version = self.rewards.active(user if own else None)
-        return RewardScorer(name=f"{'your' if own else 'the global'} reward model v{version}",
+        owner, version = found
+        model = self.rewards.load(owner, version, embed=self.embeddings)
+        return RewardScorer(name=f"{'the global' if owner is None else 'your'} reward model v{version}",
                             score=lambda texts: model.score(question, list(texts)))  # fmt: skip
 
     # --- tools ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -27,7 +28,7 @@ from typing import Any
 
 from orchard.errors import NotFound, OrchardError
 
-__all__ = ["DB_FILENAME", "Database", "NotFound", "db_path", "now", "to_json", "validate_user"]
+__all__ = ["DB_FILENAME", "GLOBAL_SLOT", "Database", "NotFound", "db_path", "now", "to_json", "user_slot", "validate_user"]
 
 DB_FILENAME = "orchard.sqlite3"
 USER_MAX_CHARS = 64
@@ -139,6 +140,17 @@ def validate_user(user: object) -> str:
         msg = "the user name contains control characters (newlines, tabs, ...) — use plain text"
         raise ValueError(msg)
     return name
+
+
+GLOBAL_SLOT = "_global"
+
+
+def user_slot(user: str | None) -> str:
+    """A user's name in paths and files: ``u-`` + the first 24 hex digits of the SHA-256 of the
+    name (any name is path-safe and never appears itself); ``None`` (everyone's): ``_global``."""
+    if user is None:
+        return GLOBAL_SLOT
+    return "u-" + hashlib.sha256(validate_user(user).encode("utf-8")).hexdigest()[:24]
 
 
 def to_json(value: Any) -> str:

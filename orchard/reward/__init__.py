@@ -12,6 +12,7 @@ A core module: it imports only ``orchard.db`` and ``orchard.feedback`` from Orch
 scipy); the embedder is passed in (``Components.embeddings``).
 """
 
+from orchard.db import GLOBAL_SLOT, user_slot
 from orchard.reward.model import (
     EmbedderMismatch,
     NotEnoughFeedback,
@@ -25,7 +26,7 @@ from orchard.reward.model import (
     as_points,
     embedder_id,
 )
-from orchard.reward.store import GLOBAL_SLOT, RewardStore, user_slot
+from orchard.reward.store import RewardStore
 from orchard.reward.trainer import DEFAULT_RETRAIN_EVERY, RetrainBusy, RetrainResult, RewardTrainer
 
 __all__ = [

@@ -18,7 +18,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,20 +26,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from orchard.db import validate_user
+from orchard.db import user_slot
 from orchard.reward.model import REPORT_FILE, RewardModel, RewardModelError
 
-GLOBAL_SLOT = "_global"
 ACTIVE_FILE = "active"  # a pinned version number; without it the latest version is active
 _VERSION = re.compile(r"^v(\d+)$")
-
-
-def user_slot(user: str | None) -> str:
-    """The folder name of a user's models (``None``: the global model's)."""
-    if user is None:
-        return GLOBAL_SLOT
-    digest = hashlib.sha256(validate_user(user).encode("utf-8")).hexdigest()
-    return f"u-{digest[:24]}"
 
 
 class RewardStore:
@@ -112,14 +102,19 @@ class RewardStore:
             pinned = None
         return pinned if pinned in self.versions(user) else self.latest(user)
 
-    def load_for(self, user: str | None, *, embed: Any) -> RewardModel | None:
-        """The model that scores ``user``'s answers: their active version, else the global one's,
-        else ``None`` (no reward model yet)."""
+    def scoring(self, user: str | None) -> tuple[str | None, int] | None:
+        """Whose model, and which version, scores ``user``'s answers: (user, their active version),
+        else (None, the global active version), else ``None`` (no reward model yet)."""
         for slot_user in ([user] if user is not None else []) + [None]:
             version = self.active(slot_user)
             if version is not None:
-                return self.load(slot_user, version, embed=embed)
+                return slot_user, version
         return None
+
+    def load_for(self, user: str | None, *, embed: Any) -> RewardModel | None:
+        """The model that scores ``user``'s answers (:meth:`scoring`), or ``None``."""
+        found = self.scoring(user)
+        return None if found is None else self.load(found[0], found[1], embed=embed)
 
     def load(self, user: str | None = None, version: int | str = "latest", *, embed: Any) -> RewardModel:
         """One version of a user's (or the global) model, scoring with ``embed``."""

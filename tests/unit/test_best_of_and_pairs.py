@@ -52,6 +52,31 @@ def test_best_of_n_asks_n_times_scores_and_returns_the_best_recording_all() -> N
     assert record.texts == ["short", "the longest reply", "medium one"] and record.picked == 1 and record.scorer == "len"
 
 
+def test_a_server_that_takes_n_gets_the_sampled_candidates_in_one_request() -> None:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+    from pydantic import Field
+
+    class NModel(BaseChatModel):  # vLLM's `n`: one request, n choices
+        requests: list = Field(default_factory=list)
+
+        @property
+        def _llm_type(self) -> str:
+            return "n-model"
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            self.requests.append(kwargs)
+            n = kwargs.get("n", 1)
+            sampled = n > 1  # the model's own answer "x"; sampled ones "xx", "xxx", ...
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content="x" * (i + 1 + sampled))) for i in range(n)])
+
+    model = NModel()
+    picker = best_of_n(model, n=3, score=lambda texts: [float(len(t)) for t in texts], one_request=True)
+    assert picker.invoke("hi").content == "xxx"  # of "x" (its own), "xx" and "xxx" (sampled in one request)
+    assert len(model.requests) == 2 and model.requests[1]["n"] == 2 and model.requests[1]["temperature"] == 0.8
+
+
 def test_without_a_reward_model_the_models_own_answer_is_kept() -> None:
     model = ScriptedChatModel.with_replies("first", "second")
     seen: list[Candidates] = []
