@@ -157,6 +157,18 @@ class Settings(BaseSettings):
     api_max_body_mb: float = Field(50.0, gt=0, description="largest request body (uploads included)")
     default_user: str = Field("local", description="personal mode: whose conversations the API and the CLI use")
 
+    # Team mode (issue 12): login, shared state, several processes (README "Deploying for a team").
+    auth: Literal["none", "oidc"] = Field("none", description="none = personal (loopback, one user); oidc = team (login first)")
+    oidc_issuer: str | None = Field(None, description="the OpenID provider's issuer URL (its /.well-known/openid-configuration)")
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_admins: str = Field("", description="admins: e-mails and group:NAME entries, comma-separated")
+    oidc_groups_claim: str = "groups"
+    oidc_redirect_uri: str | None = Field(None, description="default: http://localhost:<app port>/oauth2callback")
+    oidc_cookie_secret: SecretStr | None = Field(None, description="signs Streamlit's login cookie; default: generated once per data dir")
+    state_url: str | None = Field(None, description="SQLAlchemy URL of the state database (default: SQLite in the data dir; postgresql+psycopg://... for teams)")
+    llm_first_token_retries: int = Field(1, ge=0, le=5, description="a stream that fails before its first token is retried this often")
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -184,7 +196,8 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
 
-    @field_validator("chroma_url", "db_url", "store_dir", "cache_dir", "prompts_dir", mode="before")
+    @field_validator("chroma_url", "db_url", "store_dir", "cache_dir", "prompts_dir", "oidc_issuer", "oidc_client_id",
+                     "oidc_client_secret", "oidc_redirect_uri", "oidc_cookie_secret", "state_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value if value not in ("", None) else None
@@ -214,6 +227,24 @@ class Settings(BaseSettings):
     def prompts_path(self) -> Path:
         """Where prompt and constitution overrides live (the app's editor saves here)."""
         return self.prompts_dir or self.data_dir / "prompts"
+
+    @property
+    def state_database_url(self) -> str:
+        """The state database's SQLAlchemy URL: ``ORCHARD_STATE_URL``, else SQLite in the data dir."""
+        return self.state_url or f"sqlite:///{self.data_dir / 'orchard.sqlite3'}"
+
+    @property
+    def team_mode(self) -> bool:
+        return self.auth == "oidc"
+
+    @model_validator(mode="after")
+    def _team_mode_is_configured(self) -> Settings:
+        if self.auth == "oidc":
+            missing = [f"ORCHARD_{name.upper()}" for name in ("oidc_issuer", "oidc_client_id", "oidc_client_secret")
+                       if not getattr(self, name)]  # fmt: skip
+            if missing:
+                raise ValueError("ORCHARD_AUTH=oidc needs " + ", ".join(missing) + " (README: Deploying for a team)")
+        return self
 
     @property
     def is_default_llm_url(self) -> bool:
