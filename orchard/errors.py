@@ -48,3 +48,11 @@ class NotFound(OrchardError, KeyError):
 
     def __str__(self) -> str:  # KeyError would print the message quoted
         return str(self.args[0]) if self.args else "not found"
+
+
+class PermissionDenied(OrchardError):
+    """The asker may not do this (team mode: not an admin, not logged in, not theirs to share)."""
+
+
+class StoreInUse(OrchardError):
+    """Another process holds the embedded document store; the message says how to share it."""
