@@ -35,6 +35,7 @@ __all__ = [
     "SHARED_LIBRARY",
     "Identity",
     "identity_from_claims",
+    "libraries_for",
     "parse_admins",
     "personal_identity",
     "private_library",
@@ -129,6 +130,12 @@ def private_library(user: str) -> str:
 
 def readable_libraries(identity: Identity) -> list[str] | None:
     """The libraries ``identity`` may read: shared + their own; ``None`` (no filter) in personal mode."""
-    if not identity.team:
+    return libraries_for(identity.user, team=identity.team)
+
+
+def libraries_for(user: str | None, *, team: bool) -> list[str] | None:
+    """The libraries the stored key ``user`` may read in team mode (shared + their private one;
+    nobody: shared only); ``None`` (no filter) in personal mode."""
+    if not team:
         return None
-    return [SHARED_LIBRARY, private_library(identity.user)]
+    return [SHARED_LIBRARY] + ([private_library(user)] if user else [])
