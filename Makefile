@@ -15,7 +15,7 @@ export ANONYMIZED_TELEMETRY := False
 export CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_BLAS=OFF
 export CMAKE_BUILD_PARALLEL_LEVEL := $(shell nproc)
 
-.PHONY: run test lint setup model samples converters browser bench lock clean help
+.PHONY: run test lint setup model samples converters browser servers bench lock clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -62,6 +62,19 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
 	  else sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; fi; }
 
+# Debian's servers for the team-mode proof (tests/deployment): PostgreSQL 15, haproxy in front of
+# the model servers, nginx with sticky sessions in front of the Streamlit replicas.
+servers:
+	@missing=""; \
+	  [ -x /usr/lib/postgresql/15/bin/postgres ] || missing="$$missing postgresql"; \
+	  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
+	  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	    else sudo apt-get update -q && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi; \
+	    for unit in postgresql nginx haproxy; do systemctl disable --now $$unit >/dev/null 2>&1 || service $$unit stop >/dev/null 2>&1 || true; done; \
+	  fi
+
 # Style and layering: ruff, and import-linter's layers contract (pyproject.toml: faces -> use cases ->
 # agents/tools -> chains -> core). Either failing fails `make test`.
 # import-linter reads packages from disk, so it gets the installed layout (orchard.chains = chains/ ...)
@@ -73,7 +86,7 @@ lint: setup
 	for d in chains agents tools ui; do ln -s $(CURDIR)/$$d build/lint/orchard/$$d; done
 	cd build/lint && PYTHONPATH=$(CURDIR)/build/lint $(CURDIR)/$(BIN)/lint-imports $(CURDIR)/pyproject.toml
 
-test: model converters browser lint
+test: model converters browser servers lint
 	$(BIN)/python -m pytest
 
 bench: model

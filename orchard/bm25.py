@@ -76,8 +76,13 @@ class BM25Index:
             self._bm25 = bm25s.BM25(k1=k1, b=b, method="lucene")
             self._bm25.index(corpus, show_progress=False)
 
-    def top(self, query: str, k: int) -> list[tuple[int, float]]:
-        """Indices and scores of the ``k`` best texts with a positive score, best first."""
+    def top(self, query: str, k: int, *, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Indices and scores of the ``k`` best texts with a positive score, best first.
+
+        ``allowed``: a boolean mask over the texts; the others are scored out *before* the top k
+        is taken, so the k results are the best allowed texts (never fewer because better
+        disallowed ones took the places).
+        """
         tokens = tokenize(query)
         if self._bm25 is None or not tokens or k <= 0:
             return []
@@ -85,7 +90,12 @@ class BM25Index:
         known = [t for t in tokens if t in vocab]
         if not known:
             return []
-        scores = np.asarray(self._bm25.get_scores(known))
+        scores = np.asarray(self._bm25.get_scores(known), dtype=np.float64)
+        if allowed is not None:
+            if len(allowed) != self.size:
+                msg = f"the mask covers {len(allowed)} texts, the index {self.size}"
+                raise ValueError(msg)
+            scores = np.where(allowed, scores, -np.inf)
         k = min(k, self.size)
         idx = np.argpartition(-scores, k - 1)[:k]
         idx = idx[np.argsort(-scores[idx], kind="stable")]

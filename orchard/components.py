@@ -29,13 +29,15 @@ DEPENDS_ON: dict[str, tuple[str, ...]] = {
     "embeddings": ("embedder", "chroma_url", "store_dir", "data_dir", "collection", "cache_dir"),
     "chroma_client": ("chroma_url", "store_dir", "data_dir"),
     "store": ("chroma_url", "store_dir", "data_dir", "collection"),
-    "retriever": ("chroma_url", "store_dir", "data_dir", "collection", "top_k", "dense_weight", "query_rewrite",
+    "retriever": ("chroma_url", "store_dir", "data_dir", "collection", "top_k", "dense_weight", "query_rewrite", "auth",
                   "llm_base_url", "llm_model", "llm_api_key", "llm_timeout"),
     "llm": ("llm_base_url", "llm_model", "llm_api_key", "llm_temperature", "llm_max_tokens", "llm_timeout"),
-    "database": ("data_dir",),
-    "conversations": ("data_dir",),
-    "feedback": ("data_dir",),
-    "profiles": ("data_dir",),
+    "database": ("data_dir", "state_url"),
+    "conversations": ("data_dir", "state_url"),
+    "feedback": ("data_dir", "state_url"),
+    "profiles": ("data_dir", "state_url"),
+    "users": ("data_dir", "state_url"),
+    "audit": ("data_dir", "state_url"),
     "tool_sessions": ("sql_max_rows", "tool_timeout", "tool_calling"),
     "rewards": ("data_dir",),
     "reward_trainer": ("data_dir", "reward_retrain_every", "embedder", "chroma_url", "store_dir", "collection", "cache_dir"),
@@ -163,6 +165,10 @@ class Components:
 
             s = self.settings
             hybrid = HybridRetriever(store=self.store, k=s.top_k, dense_weight=s.dense_weight)
+            if s.team_mode:  # a path that forgets the asker's view reads the shared library only
+                from orchard.identity import SHARED_LIBRARY
+
+                hybrid = hybrid.with_libraries([SHARED_LIBRARY])
             if s.query_rewrite == "off":
                 return hybrid
             # A short greedy call, tagged internal: its tokens are never part of an answer
@@ -184,11 +190,25 @@ class Components:
     @property
     def database(self) -> Any:
         def build() -> Any:
-            from orchard.db import Database, db_path
+            from orchard.db import Database
 
-            return Database(db_path(self.settings.data_dir))
+            return Database(self.settings.state_database_url)
 
         return self._part("database", build)
+
+    @property
+    def users(self) -> Any:
+        """Who logged in (:class:`orchard.users.UserDirectory`)."""
+        from orchard.users import UserDirectory
+
+        return self._part("users", lambda: UserDirectory(self.database))
+
+    @property
+    def audit(self) -> Any:
+        """The audit trail (:class:`orchard.audit.AuditLog`)."""
+        from orchard.audit import AuditLog
+
+        return self._part("audit", lambda: AuditLog(self.database))
 
     @property
     def conversations(self) -> Any:
@@ -263,6 +283,14 @@ class Components:
             self._parts["tool_sessions"].close()
         if "reward_trainer" in self._parts:
             self._parts["reward_trainer"].close(wait=True)
+        if "store" in self._parts:  # gives the embedded store's lock back
+            self._parts["store"].close()
+        elif "chroma_client" in self._parts:
+            from orchard.store import close_chroma_client
+
+            close_chroma_client(self._parts["chroma_client"])
+        if "database" in self._parts:  # reconnects if used again
+            self._parts["database"].close()
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,8 @@ class Settings(BaseSettings):
     oidc_client_secret: SecretStr | None = None
     oidc_admins: str = Field("", description="admins: e-mails and group:NAME entries, comma-separated")
     oidc_groups_claim: str = "groups"
-    oidc_redirect_uri: str | None = Field(None, description="default: http://localhost:<app port>/oauth2callback")
+    oidc_redirect_uri: str | None = Field(None, description="default: http://<app address>:<port>/oauth2callback (localhost when listening on every interface)")
+    oidc_provider_name: str | None = Field(None, description="the login button's label (default: the issuer's host)")
     oidc_cookie_secret: SecretStr | None = Field(None, description="signs Streamlit's login cookie; default: generated once per data dir")
     state_url: str | None = Field(None, description="SQLAlchemy URL of the state database (default: SQLite in the data dir; postgresql+psycopg://... for teams)")
     llm_first_token_retries: int = Field(1, ge=0, le=5, description="a stream that fails before its first token is retried this often")
@@ -197,7 +198,7 @@ class Settings(BaseSettings):
         return value.expanduser() if value is not None else None
 
     @field_validator("chroma_url", "db_url", "store_dir", "cache_dir", "prompts_dir", "oidc_issuer", "oidc_client_id",
-                     "oidc_client_secret", "oidc_redirect_uri", "oidc_cookie_secret", "state_url", mode="before")
+                     "oidc_client_secret", "oidc_redirect_uri", "oidc_provider_name", "oidc_cookie_secret", "state_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value if value not in ("", None) else None

@@ -41,7 +41,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import statistics
 import tempfile
 from collections.abc import Iterable
@@ -50,7 +49,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from orchard.db import Database, NotFound, now, to_json, validate_user
+import sqlalchemy as sa
+
+from orchard.db import Database, NotFound, Row, Transaction, now, to_json, validate_user
 
 Rating = Literal["up", "down"]
 RATINGS = ("up", "down")
@@ -86,7 +87,7 @@ def normalize_prompt(prompt: str) -> str:
 
 
 class FeedbackStore:
-    """Every rating. ``path``: the SQLite file or a shared :class:`~orchard.db.Database`."""
+    """Every rating. ``path``: a state database URL, an SQLite file or a shared :class:`~orchard.db.Database`."""
 
     def __init__(self, path: str | Path | Database) -> None:
         self.db = Database.coerce(path)
@@ -122,7 +123,7 @@ class FeedbackStore:
             msg = f"the comment is {len(comment)} characters long — at most {COMMENT_MAX_CHARS}"
             raise ValueError(msg)
         values = {
-            "user": user,
+            "owner": user,
             "conversation_id": conversation_id,
             "message_id": message_id,
             "prompt": prompt.strip(),
@@ -134,27 +135,16 @@ class FeedbackStore:
             "comment": comment,
             "created_at": now(),
         }
-        with self.db.transaction() as conn:
-            earlier = None
-            if message_id is not None:
-                earlier = conn.execute(
-                    "SELECT id FROM feedback WHERE user = ? AND message_id = ?", (user, message_id)
-                ).fetchone()
-            if earlier is None:
-                columns = ", ".join(values)
-                marks = ", ".join("?" for _ in values)
-                row_id = conn.execute(
-                    f"INSERT INTO feedback ({columns}) VALUES ({marks})",
-                    tuple(values.values()),
-                ).lastrowid
-            else:
-                row_id = earlier["id"]
-                assignments = ", ".join(f"{name} = ?" for name in values)
-                conn.execute(
-                    f"UPDATE feedback SET {assignments} WHERE id = ?",
-                    (*values.values(), row_id),
-                )
-        return _feedback(self.db.read("SELECT * FROM feedback WHERE id = ?", (row_id,))[0])
+        columns = ", ".join(values)
+        marks = ", ".join(f":{name}" for name in values)
+        assignments = ", ".join(f"{name} = excluded.{name}" for name in values)
+        row = self.db.write(lambda conn: conn.execute(  # one statement: two processes rating one message agree
+            f"INSERT INTO feedback ({columns}) VALUES ({marks})"
+            f" ON CONFLICT (owner, message_id) WHERE message_id IS NOT NULL DO UPDATE SET {assignments}"
+            " RETURNING *",
+            values,
+        ).fetchone())  # fmt: skip
+        return _feedback(row)
 
     def list(self, user: str | None = None) -> list[Feedback]:
         """All ratings (or one user's), oldest first."""
@@ -162,15 +152,15 @@ class FeedbackStore:
             rows = self.db.read("SELECT * FROM feedback ORDER BY created_at, id")
         else:
             rows = self.db.read(
-                "SELECT * FROM feedback WHERE user = ? ORDER BY created_at, id", (validate_user(user),)
+                "SELECT * FROM feedback WHERE owner = :owner ORDER BY created_at, id", {"owner": validate_user(user)}
             )
         return [_feedback(row) for row in rows]
 
     def delete(self, feedback_id: int, *, user: str | None = None) -> None:
         """Delete one rating; with ``user``, only if it is that user's (else :class:`NotFound`)."""
-        sql, params = "DELETE FROM feedback WHERE id = ?", [feedback_id]
+        sql, params = "DELETE FROM feedback WHERE id = :id", {"id": feedback_id}
         if user is not None:
-            sql, params = sql + " AND user = ?", [feedback_id, validate_user(user)]
+            sql, params = sql + " AND owner = :owner", {"id": feedback_id, "owner": validate_user(user)}
         with self.db.transaction() as conn:
             deleted = conn.execute(sql, params).rowcount
         if not deleted:
@@ -198,24 +188,26 @@ class FeedbackStore:
         if not prompt.strip() or not chosen.strip() or not rejected.strip() or chosen.strip() == rejected.strip():
             msg = "a preference pair needs a prompt and two different, non-empty answers"
             raise ValueError(msg)
-        values = {"user": user, "source": source, "prompt": prompt.strip(), "chosen": chosen, "rejected": rejected,
+        values = {"owner": user, "source": source, "prompt": prompt.strip(), "chosen": chosen, "rejected": rejected,
                   "principle": principle, "conversation_id": conversation_id, "message_id": message_id}  # fmt: skip
         with self.db.transaction() as conn:
             same = conn.execute(
-                "SELECT id FROM preference_pairs WHERE user = ? AND source = ? AND prompt = ? AND chosen = ? AND rejected = ?",
-                (user, source, values["prompt"], chosen, rejected),
+                "SELECT id FROM preference_pairs WHERE owner = :owner AND source = :source AND prompt = :prompt"
+                " AND chosen = :chosen AND rejected = :rejected",
+                {k: values[k] for k in ("owner", "source", "prompt", "chosen", "rejected")},
             ).fetchone()
             if same is None:
                 columns = ", ".join([*values, "created_at"])
-                conn.execute(f"INSERT INTO preference_pairs ({columns}) VALUES ({', '.join('?' * (len(values) + 1))})",
-                             (*values.values(), now()))  # fmt: skip
-        return {**values, "user": user}
+                marks = ", ".join(f":{name}" for name in [*values, "created_at"])
+                conn.execute(f"INSERT INTO preference_pairs ({columns}) VALUES ({marks})", {**values, "created_at": now()})
+        shown = {("user" if k == "owner" else k): v for k, v in values.items()}
+        return shown
 
     def stored_pairs(self, user: str | None = None) -> list[dict[str, Any]]:
         """The stored pairs (or one user's), oldest first, in the ``dpo`` export's layout."""
-        sql, params = "SELECT * FROM preference_pairs", ()
+        sql, params = "SELECT * FROM preference_pairs", {}
         if user is not None:
-            sql, params = sql + " WHERE user = ?", (validate_user(user),)
+            sql, params = sql + " WHERE owner = :owner", {"owner": validate_user(user)}
         rows = self.db.read(sql + " ORDER BY created_at, id", params)
         keys = ("prompt", "chosen", "rejected", "source")
         return [{**{k: r[k] for k in keys}, "principle": r["principle"] or ""} for r in rows]
@@ -229,11 +221,11 @@ class FeedbackStore:
         """Message id -> the id of its turn (the first version), for rated messages still stored."""
         ids = sorted({f.message_id for f in ratings if f.message_id is not None})
         turns: dict[int, int] = {}
+        query = sa.text("SELECT id, COALESCE(parent_id, id) AS turn FROM messages WHERE id IN :ids").bindparams(
+            sa.bindparam("ids", expanding=True)
+        )
         for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = self.db.read(
-                f"SELECT id, COALESCE(parent_id, id) AS turn FROM messages WHERE id IN ({', '.join('?' * len(chunk))})", chunk
-            )
+            rows = self.db.read(query, {"ids": ids[start : start + 500]})
             turns.update({r["id"]: r["turn"] for r in rows})
         return turns
 
@@ -433,18 +425,21 @@ class ProfileStore:
     def update_profile_from_feedback(self, user: str) -> str:
         """Recompute the derived lines from the user's ratings; the user's own lines are kept."""
         user = validate_user(user)
-        with self.db.transaction() as conn:
+
+        def update(conn: Transaction) -> None:
             row = _select_profile(conn, user)
             since = row["since"] if row else 0.0
             rows = conn.execute(
-                "SELECT * FROM feedback WHERE user = ? AND created_at > ? ORDER BY created_at, id",
-                (user, since),
+                "SELECT * FROM feedback WHERE owner = :owner AND created_at > :since ORDER BY created_at, id",
+                {"owner": user, "since": since},
             ).fetchall()
             dismissed = set(json.loads(row["dismissed"])) if row else set()
             derived = [line for line in _lines(derive_profile(_feedback(r) for r in rows))
                        if _key(line) not in dismissed]
             manual = _lines(row["manual"]) if row else []
             _upsert_profile(conn, user, manual=manual, derived=derived, dismissed=dismissed)
+
+        self.db.write(update)
         return self.get(user)
 
     def delete(self, user: str) -> None:
@@ -454,8 +449,8 @@ class ProfileStore:
         with self.db.transaction() as conn:
             _upsert_profile(conn, user, manual=[], derived=[], dismissed=set(), since=now())
 
-    def _row(self, user: str) -> sqlite3.Row | None:
-        rows = self.db.read("SELECT * FROM profiles WHERE user = ?", (user,))
+    def _row(self, user: str) -> Row | None:
+        rows = self.db.read("SELECT * FROM profiles WHERE owner = :owner", {"owner": user})
         return rows[0] if rows else None
 
 
@@ -490,12 +485,12 @@ def _render(manual: list[str], derived: list[str]) -> str:
     return "\n".join(out)
 
 
-def _select_profile(conn: sqlite3.Connection, user: str) -> sqlite3.Row | None:
-    return conn.execute("SELECT * FROM profiles WHERE user = ?", (user,)).fetchone()
+def _select_profile(conn: Transaction, user: str) -> Row | None:
+    return conn.execute("SELECT * FROM profiles WHERE owner = :owner" + conn.for_update, {"owner": user}).fetchone()
 
 
 def _upsert_profile(
-    conn: sqlite3.Connection,
+    conn: Transaction,
     user: str,
     *,
     manual: list[str],
@@ -503,19 +498,22 @@ def _upsert_profile(
     dismissed: set[str],
     since: float | None = None,
 ) -> None:
+    """Insert or replace the profile in one statement (``since``: kept unless given)."""
     conn.execute(
-        "INSERT INTO profiles (user, manual, derived, dismissed, since, updated_at)"
-        " VALUES (?, ?, ?, ?, COALESCE(?, 0), ?) ON CONFLICT (user) DO UPDATE SET"
+        "INSERT INTO profiles (owner, manual, derived, dismissed, since, updated_at)"
+        " VALUES (:owner, :manual, :derived, :dismissed, :since, :stamp) ON CONFLICT (owner) DO UPDATE SET"
         " manual = excluded.manual, derived = excluded.derived, dismissed = excluded.dismissed,"
-        " since = COALESCE(?, since), updated_at = excluded.updated_at",
-        (user, "\n".join(manual), "\n".join(derived), json.dumps(sorted(dismissed)), since, now(), since),
+        + (" since = excluded.since," if since is not None else "")
+        + " updated_at = excluded.updated_at",
+        {"owner": user, "manual": "\n".join(manual), "derived": "\n".join(derived),
+         "dismissed": json.dumps(sorted(dismissed)), "since": since or 0.0, "stamp": now()},
     )
 
 
-def _feedback(row: sqlite3.Row) -> Feedback:
+def _feedback(row: Row) -> Feedback:
     return Feedback(
         id=row["id"],
-        user=row["user"],
+        user=row["owner"],
         prompt=row["prompt"],
         response=row["response"],
         rating=row["rating"],

@@ -22,14 +22,13 @@ Example::
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from orchard.db import Database, NotFound, now, to_json, validate_user
+from orchard.db import Database, NotFound, Row, Transaction, now, to_json, validate_user
 
 DEFAULT_TITLE = "New chat"
 TITLE_MAX_CHARS = 200
@@ -82,7 +81,8 @@ def auto_title(question: str) -> str:
 
 
 class ConversationStore:
-    """Conversations and their messages, per user. ``path``: the SQLite file or a shared Database."""
+    """Conversations and their messages, per user. ``path``: a state database URL, an SQLite file
+    or a shared :class:`~orchard.db.Database`."""
 
     def __init__(self, path: str | Path | Database) -> None:
         self.db = Database.coerce(path)
@@ -95,19 +95,17 @@ class ConversationStore:
         title = _clean_title(title) if title is not None else None
         stamp = now()
         conversation_id = uuid.uuid4().hex
-        with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO conversations (id, user, title, mode, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (conversation_id, user, title, _clean_mode(mode), stamp, stamp),
-            )
+        values = {"id": conversation_id, "owner": user, "title": title, "mode": _clean_mode(mode), "stamp": stamp}
+        self.db.write(lambda conn: conn.execute(
+            "INSERT INTO conversations (id, owner, title, mode, created_at, updated_at)"
+            " VALUES (:id, :owner, :title, :mode, :stamp, :stamp)", values))  # fmt: skip
         return self.get(user, conversation_id)
 
     def list(self, user: str) -> list[Conversation]:
         """The user's conversations, most recently updated (last message) first."""
         rows = self.db.read(
-            "SELECT * FROM conversations WHERE user = ? ORDER BY updated_at DESC, rowid DESC",
-            (validate_user(user),),
+            "SELECT * FROM conversations WHERE owner = :owner ORDER BY updated_at DESC, created_at DESC, id",
+            {"owner": validate_user(user)},
         )
         return [_conversation(row) for row in rows]
 
@@ -115,7 +113,7 @@ class ConversationStore:
         """The conversation; :class:`NotFound` if it does not exist or is not this user's."""
         user = validate_user(user)
         rows = self.db.read(
-            "SELECT * FROM conversations WHERE id = ? AND user = ?", (str(conversation_id), user)
+            "SELECT * FROM conversations WHERE id = :id AND owner = :owner", {"id": str(conversation_id), "owner": user}
         )
         if not rows:
             raise _conversation_not_found(user, conversation_id)
@@ -152,7 +150,7 @@ class ConversationStore:
         user = validate_user(user)
         with self.db.transaction() as conn:
             deleted = conn.execute(
-                "DELETE FROM conversations WHERE id = ? AND user = ?", (str(conversation_id), user)
+                "DELETE FROM conversations WHERE id = :id AND owner = :owner", {"id": str(conversation_id), "owner": user}
             ).rowcount
         if not deleted:
             raise _conversation_not_found(user, conversation_id)
@@ -175,31 +173,31 @@ class ConversationStore:
         user = validate_user(user)
         role = _check_role(role)
         content = _check_content(content)
-        with self.db.transaction() as conn:
+
+        def add(conn: Transaction) -> int:
             self._owned(conn, user, conversation_id)
             stamp = now()
-            cursor = conn.execute(
+            message_id = conn.execute(
                 "INSERT INTO messages (conversation_id, role, content, meta, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (str(conversation_id), role, content, to_json(meta or {}), stamp),
+                " VALUES (:conversation, :role, :content, :meta, :stamp) RETURNING id",
+                {"conversation": str(conversation_id), "role": role, "content": content, "meta": to_json(meta or {}),
+                 "stamp": stamp},
+            ).scalar()
+            conn.execute(  # the first question titles an untitled conversation
+                "UPDATE conversations SET updated_at = :stamp, title = COALESCE(title, :title) WHERE id = :id",
+                {"stamp": stamp, "title": auto_title(content) if role == "user" else None, "id": str(conversation_id)},
             )
-            conn.execute(
-                "UPDATE conversations SET updated_at = ?,"
-                " title = CASE WHEN title IS NULL AND ? = 'user' THEN ? ELSE title END"
-                " WHERE id = ?",
-                (stamp, role, auto_title(content), str(conversation_id)),
-            )
-            message_id = cursor.lastrowid
-        return self._turn(user, message_id)
+            return message_id
+
+        return self._turn(user, self.db.write(add))
 
     def messages(self, user: str, conversation_id: str) -> list[Message]:
         """The conversation in order: the current version of each turn, with its alternatives."""
         user = validate_user(user)
         self.get(user, conversation_id)
         rows = self.db.read(
-            "SELECT * FROM messages WHERE conversation_id = ?"
-            " ORDER BY COALESCE(parent_id, id), id",
-            (str(conversation_id),),
+            "SELECT * FROM messages WHERE conversation_id = :conversation ORDER BY COALESCE(parent_id, id), id",
+            {"conversation": str(conversation_id)},
         )
         return _group_turns(rows)
 
@@ -214,7 +212,8 @@ class ConversationStore:
         """
         user = validate_user(user)
         content = _check_content(content)
-        with self.db.transaction() as conn:
+
+        def add(conn: Transaction) -> int:
             row = self._owned_message(conn, user, message_id)
             if row["role"] != "assistant":
                 msg = f"message {message_id} is a {row['role']} message — only answers can be regenerated"
@@ -222,19 +221,19 @@ class ConversationStore:
             turn_id = row["parent_id"] or row["id"]
             stamp = now()
             if current:
-                conn.execute(
-                    "UPDATE messages SET is_current = 0 WHERE id = ? OR parent_id = ?", (turn_id, turn_id)
-                )
-            cursor = conn.execute(
-                "INSERT INTO messages (conversation_id, parent_id, is_current, role, content, meta,"
-                " created_at) VALUES (?, ?, ?, 'assistant', ?, ?, ?)",
-                (row["conversation_id"], turn_id, int(current), content, to_json(meta or {}), stamp),
-            )
+                conn.execute("UPDATE messages SET is_current = 0 WHERE id = :turn OR parent_id = :turn", {"turn": turn_id})
+            new_id = conn.execute(
+                "INSERT INTO messages (conversation_id, parent_id, is_current, role, content, meta, created_at)"
+                " VALUES (:conversation, :turn, :current, 'assistant', :content, :meta, :stamp) RETURNING id",
+                {"conversation": row["conversation_id"], "turn": turn_id, "current": int(current), "content": content,
+                 "meta": to_json(meta or {}), "stamp": stamp},
+            ).scalar()
             conn.execute(
-                "UPDATE conversations SET updated_at = ? WHERE id = ?", (stamp, row["conversation_id"])
+                "UPDATE conversations SET updated_at = :stamp WHERE id = :id", {"stamp": stamp, "id": row["conversation_id"]}
             )
-            new_id = cursor.lastrowid
-        return self._turn(user, new_id)
+            return new_id
+
+        return self._turn(user, self.db.write(add))
 
     def set_current(self, user: str, message_id: int) -> Message:
         """Make one version of a turn the one shown (the user preferred an earlier answer)."""
@@ -243,8 +242,9 @@ class ConversationStore:
             row = self._owned_message(conn, user, message_id)
             turn_id = row["parent_id"] or row["id"]
             conn.execute(
-                "UPDATE messages SET is_current = (id = ?) WHERE id = ? OR parent_id = ?",
-                (row["id"], turn_id, turn_id),
+                "UPDATE messages SET is_current = CASE WHEN id = :chosen THEN 1 ELSE 0 END"
+                " WHERE id = :turn OR parent_id = :turn",
+                {"chosen": row["id"], "turn": turn_id},
             )
         return self._turn(user, row["id"])
 
@@ -252,30 +252,30 @@ class ConversationStore:
 
     def _update(self, user: str, conversation_id: str, **columns: Any) -> Conversation:
         user = validate_user(user)
-        assignments = ", ".join(f"{name} = ?" for name in columns)
+        assignments = ", ".join(f"{name} = :{name}" for name in columns)
         with self.db.transaction() as conn:
             changed = conn.execute(  # the column names are ours, never the caller's
-                f"UPDATE conversations SET {assignments} WHERE id = ? AND user = ?",
-                (*columns.values(), str(conversation_id), user),
+                f"UPDATE conversations SET {assignments} WHERE id = :id AND owner = :owner",
+                {**columns, "id": str(conversation_id), "owner": user},
             ).rowcount
         if not changed:
             raise _conversation_not_found(user, conversation_id)
         return self.get(user, conversation_id)
 
     @staticmethod
-    def _owned(conn: sqlite3.Connection, user: str, conversation_id: str) -> None:
+    def _owned(conn: Transaction, user: str, conversation_id: str) -> None:
         found = conn.execute(
-            "SELECT 1 FROM conversations WHERE id = ? AND user = ?", (str(conversation_id), user)
+            "SELECT 1 FROM conversations WHERE id = :id AND owner = :owner", {"id": str(conversation_id), "owner": user}
         ).fetchone()
         if found is None:
             raise _conversation_not_found(user, conversation_id)
 
     @staticmethod
-    def _owned_message(conn: sqlite3.Connection, user: str, message_id: int) -> sqlite3.Row:
-        row = conn.execute(
+    def _owned_message(conn: Transaction, user: str, message_id: int) -> Row:
+        row = conn.execute(  # locked on Postgres: two regenerates of one turn do not both stay current
             "SELECT m.* FROM messages m JOIN conversations c ON c.id = m.conversation_id"
-            " WHERE m.id = ? AND c.user = ?",
-            (_message_id(message_id), user),
+            " WHERE m.id = :id AND c.owner = :owner" + (" FOR UPDATE OF m" if conn.for_update else ""),
+            {"id": _message_id(message_id), "owner": user},
         ).fetchone()
         if row is None:
             raise NotFound(f"message {message_id!r} not found for user {user!r}")
@@ -285,17 +285,17 @@ class ConversationStore:
         """The version ``message_id`` with the other versions of its turn as alternatives."""
         rows = self.db.read(
             "SELECT m.* FROM messages m JOIN conversations c ON c.id = m.conversation_id"
-            " WHERE c.user = ? AND COALESCE(m.parent_id, m.id) ="
-            " (SELECT COALESCE(parent_id, id) FROM messages WHERE id = ?) ORDER BY m.id",
-            (user, message_id),
+            " WHERE c.owner = :owner AND COALESCE(m.parent_id, m.id) ="
+            " (SELECT COALESCE(parent_id, id) FROM messages WHERE id = :id) ORDER BY m.id",
+            {"owner": user, "id": message_id},
         )
         versions = [_message(row) for row in rows]
         chosen = next(v for v in versions if v.id == message_id)
         return replace(chosen, alternatives=tuple(v for v in versions if v.id != message_id))
 
 
-def _group_turns(rows: list[sqlite3.Row]) -> list[Message]:
-    turns: dict[int, list[sqlite3.Row]] = {}
+def _group_turns(rows: list[Row]) -> list[Message]:
+    turns: dict[int, list[Row]] = {}
     for row in rows:  # already ordered by turn, then version
         turns.setdefault(row["parent_id"] or row["id"], []).append(row)
     result = []
@@ -306,10 +306,10 @@ def _group_turns(rows: list[sqlite3.Row]) -> list[Message]:
     return result
 
 
-def _conversation(row: sqlite3.Row) -> Conversation:
+def _conversation(row: Row) -> Conversation:
     return Conversation(
         id=row["id"],
-        user=row["user"],
+        user=row["owner"],
         title=row["title"] if row["title"] is not None else DEFAULT_TITLE,
         mode=row["mode"],
         db_url=row["db_url"],
@@ -319,7 +319,7 @@ def _conversation(row: sqlite3.Row) -> Conversation:
     )
 
 
-def _message(row: sqlite3.Row) -> Message:
+def _message(row: Row) -> Message:
     return Message(
         id=row["id"],
         conversation_id=row["conversation_id"],

@@ -14,6 +14,13 @@
 
 The ``source`` of a chunk is the path as given joined with the file's path below it:
 ``ingest(["library"])`` stores ``library/json.html``.
+
+Libraries: every chunk is written with its ``library`` (``ingest(..., library=...)``; default
+the shared one). A file's identity is its source *within its library*: user A's and user B's
+``uploads/notes.md`` are two files, their chunk ids differ (a private library's ids are salted
+with its name, :func:`library_chunk_id`; the shared library keeps the plain ids, so stores
+written before libraries stay as they are), and re-ingesting, pruning or deleting one never
+touches the other.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from langchain_core.embeddings import Embeddings
 from tqdm import tqdm
 
 from orchard.chunking import chunk_sections
+from orchard.identity import SHARED_LIBRARY
 from orchard.loaders import SUPPORTED_SUFFIXES, LoadError, Section, SkipFile, load_file
 from orchard.parse_worker import shared_worker
 from orchard.store import DocumentStore
@@ -217,6 +225,22 @@ def _stored_parts(known: dict[str, str]) -> dict[str, set[str]]:
     return parts
 
 
+def library_chunk_id(library: str, chunk_id: str) -> str:
+    """The id of a chunk in ``library``: the plain content-hash id in the shared library, salted
+    with the library's name in a private one (two users' identical files never share an id)."""
+    if library == SHARED_LIBRARY:
+        return chunk_id
+    return hashlib.sha256(f"{library}\x00{chunk_id}".encode()).hexdigest()[:32]
+
+
+def into_library(docs: list[Document], library: str) -> list[Document]:
+    """``docs`` as chunks of ``library``: the ``library`` field set, ids made per library."""
+    for doc in docs:
+        doc.metadata["library"] = library
+        doc.id = library_chunk_id(library, doc.id or "")
+    return docs
+
+
 # --- embedding ahead -------------------------------------------------------------------------------
 # The embedder is ~99% of an ingestion's time (100 Python-docs pages: 125.8 of 127.2 s). While it
 # embeds one batch (in a thread: torch releases the GIL), this thread reads, parses and chunks the
@@ -286,6 +310,7 @@ def ingest(
     base: Path | None = None,
     limits: IngestLimits | None = None,
     overlap: bool = True,
+    library: str = SHARED_LIBRARY,
 ) -> IngestReport:
     """Ingest ``paths`` into ``store``; see the module docstring for the rules.
 
@@ -302,6 +327,8 @@ def ingest(
         limits: size, time and link limits (default :class:`IngestLimits`: 50 MB, no time limit).
         overlap: embed each batch in a background thread while the next files are parsed and
             chunked (False: one after the other, in this thread).
+        library: the library the files belong to (their chunks' ``library`` field); unchanged
+            files, replaced chunks and ``prune`` are judged within it only.
     """
     limits = limits or IngestLimits()
     parse = _parser(limits)
@@ -309,7 +336,7 @@ def ingest(
     paths = [str(p) for p in paths]
     report = IngestReport()
     files = discover(paths, report, base=base, limits=limits)
-    known = store.file_hashes()
+    known = store.file_hashes(library)
     stored_parts = _stored_parts(known)
     seen: set[str] = set()
     # (source, chunks, finished): finished = (file source, its stale part sources) on a file's last part
@@ -322,7 +349,8 @@ def ingest(
         """The batch's new chunks in one write (one Chroma call and one revision instead of one
         per file: half the write time, measured), then each file's stale chunks removed."""
         # a source the store did not hold has no old chunks: skip asking Chroma (one query per file)
-        old_ids = [set(store.chunk_ids(source)) if source in known or source in written else set() for source, _, _ in batch]
+        old_ids = [set(store.chunk_ids(source, library)) if source in known or source in written else set()
+                   for source, _, _ in batch]  # fmt: skip
         store.upsert([d for _, chunk_docs, _ in batch for d in chunk_docs], vectors)
         for (source, chunk_docs, finished), old in zip(batch, old_ids, strict=True):
             written.add(source)
@@ -332,7 +360,7 @@ def ingest(
             if finished is not None:
                 file_source, stale_parts = finished
                 for stale in sorted(stale_parts):
-                    report.chunks_removed += store.delete(store.chunk_ids(stale))
+                    report.chunks_removed += store.delete(store.chunk_ids(stale, library))
                 report.files_indexed += 1
                 notify(file_source, "indexed")
 
@@ -386,7 +414,7 @@ def ingest(
                 continue
             parts = split_parts(sections, source)
             for number, (part_source, part_sections) in enumerate(parts, start=1):
-                docs = chunk_sections(part_sections, source=part_source, file_sha256=digest)
+                docs = into_library(chunk_sections(part_sections, source=part_source, file_sha256=digest), library)
                 finished = (source, parts_before - {s for s, _ in parts}) if number == len(parts) else None
                 pending.append((part_source, docs, finished))
                 pending_chunks += len(docs)
@@ -402,7 +430,7 @@ def ingest(
     if prune:
         gone = [s for s in known if _under(s, paths) and s not in seen]
         for source in gone:
-            report.chunks_removed += store.delete(store.chunk_ids(source))
+            report.chunks_removed += store.delete(store.chunk_ids(source, library))
             notify(source, "removed")
 
     report.chunks_total = store.count()

@@ -6,6 +6,10 @@ a wheel has no ``.streamlit/config.toml``). The model server's lifecycle is the 
 case's (:meth:`~orchard.usecases.model_server.ModelServer.start_for_app`); Streamlit runs in its
 own process group (:func:`orchard.server.run_foreground`), so SIGTERM or Ctrl-C stop it with
 every child it has, and then the model server this launcher started.
+
+Team mode (``ORCHARD_AUTH=oidc``): before Streamlit starts, the launcher writes Streamlit's login
+configuration from Orchard's settings and names it Streamlit's secrets file
+(:mod:`orchard.streamlit_auth`); personal mode passes nothing more.
 """
 
 from __future__ import annotations
@@ -43,11 +47,13 @@ def app_script() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "entry" / "streamlit_app.py"
 
 
-def streamlit_command(*, port: int, address: str) -> list[str]:
+def streamlit_command(*, port: int, address: str, extra: list[str] | None = None) -> list[str]:
+    """``streamlit run`` of the packaged script with the app's options (and ``extra`` flags: the
+    login configuration in team mode, :func:`orchard.streamlit_auth.streamlit_flags`)."""
     flags = [part for name, value in STREAMLIT_OPTIONS.items() for part in (f"--{name}", value)]
     return [
         sys.executable, "-m", "streamlit", "run", str(app_script()),
-        "--server.port", str(port), "--server.address", address, *flags,
+        "--server.port", str(port), "--server.address", address, *flags, *(extra or []),
     ]  # fmt: skip
 
 
@@ -76,8 +82,13 @@ def _signals_interrupt() -> Iterator[None]:
 def launch_app(settings: Settings, *, port: int, address: str, echo: Callable[[str], None]) -> int:
     """Run until Streamlit exits, Ctrl-C or SIGTERM; Streamlit's exit code (128 + the signal's
     number when a signal stopped it)."""
+    from orchard.streamlit_auth import provider_label, redirect_uri, streamlit_flags
     from orchard.usecases import build_orchard
 
+    login_flags = streamlit_flags(settings, port=port, address=address)  # team mode: Streamlit's [auth], 0600
+    if login_flags:
+        echo(f"team mode: people log in with {provider_label(settings)} "
+             f"(redirect URI to register there: {redirect_uri(settings, port=port, address=address)})")  # fmt: skip
     orchard = build_orchard(settings)
     handle = None
     with _signals_interrupt():
@@ -86,7 +97,7 @@ def launch_app(settings: Settings, *, port: int, address: str, echo: Callable[[s
             env = dict(os.environ, ORCHARD_DATA_DIR=str(settings.data_dir))
             echo(f"Orchard is at http://{address}:{port}  (Ctrl-C stops it)")
             # While Streamlit runs, its handlers replace ours: SIGTERM/SIGINT stop its process group.
-            return server.run_foreground(streamlit_command(port=port, address=address), env=env)
+            return server.run_foreground(streamlit_command(port=port, address=address, extra=login_flags), env=env)
         except _Stopped as stopped:
             return 128 + stopped.signum
         finally:

@@ -5,6 +5,12 @@ BM25's unbounded scores nor cosine similarities need calibrating against each ot
 Document carries ``score`` (fused), ``dense_score`` (cosine similarity, used to judge relevance),
 ``bm25_score``, ``rank`` and ``chunk_id`` in its metadata.
 
+Libraries (team mode): ``retriever.with_libraries(["shared", "user:..."])`` is a view of the same
+retriever (same store, same BM25 index) that searches only those libraries' chunks — both
+searches are restricted inside the store's query (:meth:`DocumentStore.dense_search`,
+:meth:`DocumentStore.lexical_search`), never by filtering results afterwards. A view is made per
+request (:func:`restricted`), so concurrent requests of different users share no filter state.
+
 Example::
 
     >>> retriever = HybridRetriever(store=store, k=5)  # doctest: +SKIP
@@ -14,7 +20,7 @@ Example::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fnmatch import fnmatch
 from typing import Any, Protocol
 
@@ -24,7 +30,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from orchard.store import DocumentStore
+from orchard.store import DocumentStore, library_of
 
 RRF_K = 60
 # Release notes and change logs describe *changes*; reference pages describe how things work. They
@@ -90,6 +96,8 @@ class HybridRetriever(BaseRetriever):
         rescorer: an optional second stage: the ``rescore_depth`` best fused chunks are ranked
             again by it, and that ranking is fused (by reciprocal rank, weight
             ``rescore_weight``) with the first-stage ranking.
+        libraries: search only the chunks of these libraries (None: every chunk — personal
+            mode); set it with :meth:`with_libraries`, one view per request.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -104,19 +112,24 @@ class HybridRetriever(BaseRetriever):
     rescorer: Any = None
     rescore_depth: int = Field(default=20, ge=1)
     rescore_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    libraries: tuple[str, ...] | None = None
+
+    def with_libraries(self, libraries: Sequence[str] | None) -> HybridRetriever:
+        """This retriever searching only ``libraries`` (None: every library), sharing its store."""
+        return self.model_copy(update={"libraries": None if libraries is None else tuple(libraries)})
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None, **_: Any
     ) -> list[Document]:
         k = self.k if k is None else k
-        if k <= 0 or not query.strip() or self.store.count() == 0:
+        if k <= 0 or not query.strip() or self.store.count() == 0 or self.libraries == ():
             return []
         pool = max(self.candidates, k)
         dense: list[tuple[str, float]] = []
         query_vec: list[float] = []
         if self.dense_weight > 0:
             query_vec = self.store.embeddings.embed_query(query)
-            dense = self.store.dense_search(query_vec, pool)
+            dense = self.store.dense_search(query_vec, pool, **self._only())
         lexical, fused, by_id = self._fuse(query, dense, pool)
         if any(i not in by_id for i, _ in lexical):
             # The BM25 index named chunks the collection no longer has: rebuild it rather than let
@@ -166,11 +179,20 @@ class HybridRetriever(BaseRetriever):
         self, query: str, dense: list[tuple[str, float]], pool: int
     ) -> tuple[list[tuple[str, float]], list[tuple[str, float]], dict[str, Document]]:
         """BM25 hits, the fused ranking with ``dense``, and the fused chunks by id."""
-        lexical = self.store.lexical_search(query, pool) if self.dense_weight < 1 else []
+        lexical = self.store.lexical_search(query, pool, **self._only()) if self.dense_weight < 1 else []
         fused = reciprocal_rank_fusion(
             [[i for i, _ in dense], [i for i, _ in lexical]], [self.dense_weight, 1 - self.dense_weight]
         )
-        return lexical, fused, {d.id: d for d in self.store.get([i for i, _ in fused])}
+        by_id = {d.id: d for d in self.store.get([i for i, _ in fused])}
+        if self.libraries is not None:
+            # Both searches were restricted in the store's query; a chunk of another library here
+            # would be a bug (or a write racing this search): dropped, never returned.
+            by_id = {i: d for i, d in by_id.items() if library_of(d.metadata) in self.libraries}
+        return lexical, fused, by_id
+
+    def _only(self) -> dict[str, Any]:
+        """The store searches' library restriction (none in personal mode)."""
+        return {} if self.libraries is None else {"libraries": self.libraries}
 
     def _second_stage(self, query: str, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
         """Fuse the first-stage ranking with the rescorer's ranking of its head."""
@@ -206,6 +228,10 @@ class MemoRetriever(BaseRetriever):
     base: BaseRetriever
     memo: dict[tuple[str, int | None], list[Document]] = Field(default_factory=dict)
 
+    def with_libraries(self, libraries: Sequence[str] | None) -> MemoRetriever:
+        """A new memo over ``base`` restricted to ``libraries`` (nothing remembered is shared)."""
+        return MemoRetriever(base=restricted(self.base, libraries))
+
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None, **kwargs: Any
     ) -> list[Document]:
@@ -217,6 +243,22 @@ class MemoRetriever(BaseRetriever):
             extra = {"k": k} if k is not None else {}
             found = self.memo[(query, k)] = self.base.invoke(query, config={"callbacks": run_manager.get_child()}, **extra, **kwargs)
         return [Document(page_content=d.page_content, metadata=dict(d.metadata), id=d.id) for d in found[:k]]
+
+
+def restricted(retriever: BaseRetriever, libraries: Sequence[str] | None) -> BaseRetriever:
+    """``retriever`` searching only ``libraries`` (None: ``retriever`` itself, unrestricted).
+
+    Raises:
+        TypeError: ``retriever`` cannot be restricted (it has no ``with_libraries``): refusing is
+            safer than searching every library.
+    """
+    if libraries is None:
+        return retriever
+    view = getattr(retriever, "with_libraries", None)
+    if not callable(view):
+        msg = f"{type(retriever).__name__} cannot search by library (no with_libraries): refused in team mode"
+        raise TypeError(msg)
+    return view(libraries)
 
 
 # --- query-side: several formulations of one question, fused ---------------------------------------
@@ -244,6 +286,10 @@ class RewriteFusionRetriever(BaseRetriever):
     original_weight: float = Field(default=1.0, ge=0.0)
     k: int = Field(default=5, ge=1)
     settled: Callable[[str, list[Document]], bool] | None = None
+
+    def with_libraries(self, libraries: Sequence[str] | None) -> RewriteFusionRetriever:
+        """The same fusion over ``base`` restricted to ``libraries``."""
+        return self.model_copy(update={"base": restricted(self.base, libraries)})
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None, **_: Any

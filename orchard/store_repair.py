@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orchard.store import DIMENSION_KEY, EMBEDDER_KEY, DocumentStore
+from orchard.store import DIMENSION_KEY, EMBEDDER_KEY, LIBRARIES_KEY, LIBRARY_KEY, DocumentStore
 
 LOCK_FILE = "ingest.lock"
 RUNNING_FILE = "ingest.running"
@@ -129,11 +129,10 @@ def rebuild_index(store: DocumentStore, *, store_dir: Path) -> int:
         store.client.delete_collection(store.collection_name)
     except Exception:  # already gone: a rebuild stopped right after deleting it
         pass
-    store.collection = store.client.create_collection(
-        name=store.collection_name,
-        embedding_function=None,
-        metadata={"hnsw:space": "cosine", EMBEDDER_KEY: store.embedder_name, DIMENSION_KEY: store.dimension},
-    )
+    metadata = {"hnsw:space": "cosine", EMBEDDER_KEY: store.embedder_name, DIMENSION_KEY: store.dimension}
+    if all(LIBRARY_KEY in (meta or {}) for meta in records["metadatas"]):  # else the first filtered search backfills
+        metadata[LIBRARIES_KEY] = 1
+    store.collection = store.client.create_collection(name=store.collection_name, embedding_function=None, metadata=metadata)
     ids = records["ids"]
     for start in range(0, len(ids), _BATCH):
         end = start + _BATCH

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.servers.plugin"]  # PostgreSQL (and Chroma) servers started by the tests themselves
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `tests.fakes` and the top-level packages, however pytest is run
 # Where `make` assembled the model (the autouse fixture below hides ORCHARD_* from each test).

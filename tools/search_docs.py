@@ -3,6 +3,11 @@
 The model sees the passages as text (``[1] (source — section) ...``, the format of the RAG chain);
 the structured source records travel alongside as the tool message's artifact, so the agent's
 answer can list its sources the way a RAG answer does.
+
+It searches the retriever it is given and nothing else: in team mode that is the asker's view
+(:func:`orchard.retriever.restricted` over their libraries, made per request by
+:class:`~orchard.usecases.answering.Answering`), so a query — whatever the model or a document
+told it to look for — never reaches another user's private library.
 """
 
 from __future__ import annotations

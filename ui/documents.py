@@ -37,7 +37,7 @@ def uploader(key: str) -> None:
             report = run_with_progress(
                 f"Adding {len(files)} file{'s' if len(files) != 1 else ''}…",
                 len(files),
-                lambda on_file: state.orchard().library.upload([(f.name, f.getvalue()) for f in files], on_file=on_file),
+                lambda on_file: state.library("upload")([(f.name, f.getvalue()) for f in files], on_file=on_file),
             )
             if report is not None:
                 st.session_state[f"{key}_report"] = summarize(report)

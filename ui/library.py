@@ -27,7 +27,7 @@ def page() -> None:
     st.caption("The documents Orchard answers from. Everything is stored and searched on this machine.")
     state.wait_for("library")
     try:
-        docs = state.orchard().library.documents()
+        docs = state.library("documents")()
     except Exception as exc:
         errors.show(exc, action="reading the library")
         return
@@ -96,7 +96,7 @@ def confirm_delete(source: str, doc: dict[str, Any]) -> None:
         if st.button("Delete", type="primary", key=f"confirm_delete_{source}"):
             st.session_state.pop("confirm_document", None)
             try:
-                removed = state.orchard().library.delete(source)
+                removed = state.library("delete")(source)
             except Exception as exc:
                 errors.show(exc, action="deleting the document")
                 return
@@ -110,11 +110,13 @@ def confirm_delete(source: str, doc: dict[str, Any]) -> None:
 
 def reindex() -> None:
     state.wait_for("models")
-    library = state.orchard().library
-    count = sum(1 for d in library.documents() if d.get("uploaded"))
-    report = documents.run_with_progress(
-        "Re-reading the uploaded files…", count, lambda on_file: library.reindex(on_file=on_file)
-    )
+    try:
+        count = sum(1 for d in state.library("documents")() if d.get("uploaded"))
+        reindex_files = state.library("reindex")
+    except Exception as exc:
+        errors.show(exc, action="re-indexing")
+        return
+    report = documents.run_with_progress("Re-reading the uploaded files…", count, lambda on_file: reindex_files(on_file=on_file))
     if report is not None:
         st.session_state["reindex_report"] = documents.summarize(report)
         state.status(fresh=True)

@@ -9,7 +9,10 @@ import streamlit as st
 
 from orchard.ui import editor, errors, state
 
-TABS = ["Model & retrieval", "Prompts", "Constitution", "My preferences"]
+TABS = ["Model & retrieval", "Prompts", "Constitution", "My preferences", "API keys"]
+#: In team mode only administrators change what every user's answers depend on (the model, the
+#: prompts, the constitution); everyone has their own preferences and keys. Admins also see Audit.
+PERSONAL_TABS = ["My preferences", "API keys"]
 FIELDS = {
     "llm_base_url": "Model endpoint",
     "llm_model": "Model name",
@@ -19,18 +22,34 @@ FIELDS = {
 }
 
 
+def tabs_for(identity: Any, *, team: bool) -> list[str]:
+    """The tabs ``identity`` sees: everything in personal mode; in team mode their own tabs,
+    and for administrators everything plus the audit trail."""
+    if not team:
+        return list(TABS)
+    if identity is not None and identity.is_admin:
+        return [*TABS, "Audit"]
+    return list(PERSONAL_TABS)
+
+
 def page() -> None:
+    from orchard.ui import api_keys, audit
+
     state.show_flashes()
     st.header("Settings", anchor=False)
-    model_tab, prompts_tab, constitution_tab, preferences_tab = st.tabs(TABS, key="settings_tab")
-    with model_tab, errors.guard("showing the model settings"):
-        model_settings()
-    with prompts_tab, errors.guard("showing the prompts"):
-        prompts()
-    with constitution_tab, errors.guard("showing the constitution"):
-        constitution()
-    with preferences_tab, errors.guard("showing your preferences"):
-        preferences()
+    names = tabs_for(state.identity(), team=state.team_mode())
+    sections = {
+        "Model & retrieval": (model_settings, "showing the model settings"),
+        "Prompts": (prompts, "showing the prompts"),
+        "Constitution": (constitution, "showing the constitution"),
+        "My preferences": (preferences, "showing your preferences"),
+        "API keys": (api_keys.section, "showing your API keys"),
+        "Audit": (audit.section, "showing the audit trail"),
+    }
+    for name, tab in zip(names, st.tabs(names, key="settings_tab"), strict=True):
+        draw, action = sections[name]
+        with tab, errors.guard(action):
+            draw()
 
 
 # --- model and retrieval -------------------------------------------------------------------
@@ -230,7 +249,7 @@ def preferences() -> None:
         return
     orchard = state.orchard()
     st.caption(
-        f"What Orchard has learned about how **{user}** likes answers, from your :material/thumb_up: and :material/thumb_down: and comments. "
+        f"What Orchard has learned about how **{state.plain(state.display_name())}** likes answers, from your :material/thumb_up: and :material/thumb_down: and comments. "
         "These lines are added to your prompts. Edit them, or delete the profile to start over."
     )
     left, right = st.columns([3, 2], gap="large")

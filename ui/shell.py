@@ -1,7 +1,8 @@
 """The frame around the pages: the page's configuration, navigation and the sidebar.
 
 :func:`run` is what a Streamlit script calls (the packaged :mod:`orchard.ui.entry.streamlit_app`,
-which ``orchard app`` serves, and the checkout's ``app.py``).
+which ``orchard app`` serves, and the checkout's ``app.py``). In team mode a visitor who has not
+logged in gets :func:`orchard.ui.login.page` and nothing else.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from orchard.ui import errors, sidebar, state, style, toolbar
+from orchard.ui import errors, login, sidebar, state, style, toolbar
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
@@ -27,6 +28,9 @@ def run() -> None:
 
 
 def main() -> None:
+    if state.team_mode() and state.identity() is None:  # team mode: nothing is drawn before login
+        login.page()
+        return
     chat_page = st.Page(PAGES / "chat.py", title="Chat", icon=":material/forum:", url_path="chat", default=True)
     pages = [
         chat_page,

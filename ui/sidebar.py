@@ -1,5 +1,5 @@
 """The sidebar on every page: new chat, add documents, the user's conversations, who is
-chatting, and a status line (model server, library size)."""
+chatting (team mode: who is logged in, and Log out), and a status line (model server, library size)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,10 @@ def render(chat_page: Any) -> None:
             documents.uploader("sidebar")
         conversations(name, chat_page)
         st.divider()
-        user_box(name)
+        if state.team_mode():
+            account_box()
+        else:
+            user_box(name)
         status_line()
 
 
@@ -81,6 +84,20 @@ def _group(stamp: float) -> str:
     if day > today - dt.timedelta(days=30):
         return "Previous 30 days"
     return "Older"
+
+
+def account_box() -> None:
+    """Team mode: who is logged in (the name and e-mail from the login), and Log out."""
+    from orchard.ui import login
+
+    me = state.identity()
+    with st.popover(state.plain(me.name), icon=":material/account_circle:", type="tertiary", use_container_width=True,
+                    key="user_box"):  # fmt: skip
+        st.markdown(f"**{state.plain(me.name)}**" + (f"  \n{state.plain(me.email)}" if me.email else ""))
+        if me.is_admin:
+            st.caption(":material/shield_person: Administrator")
+        st.caption("Your conversations, ratings, preferences and keys are yours alone.")
+        login.logout_button()
 
 
 def user_box(name: str) -> None:

@@ -7,13 +7,15 @@ through ``st.session_state["orchard"]``; that one is used as given. After the se
 :func:`use_settings` rebuilds it with :meth:`~orchard.usecases.Orchard.with_settings`, which keeps
 the heavy parts that do not depend on what changed.
 
-What survives a page reload lives in the URL: ``?user=NAME&c=CONVERSATION``. What survives a
-server restart lives in Orchard's state database.
+What survives a page reload lives in the URL: ``?user=NAME&c=CONVERSATION`` (team mode: only
+``?c=``; the user is the logged-in identity, :func:`identity`). What survives a server restart
+lives in Orchard's state database.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import Any
@@ -180,10 +182,70 @@ def status(*, fresh: bool = False) -> dict[str, Any]:
 
 
 # --- who is chatting, and in which conversation (kept in the URL) ---------------------------
+#
+# Personal mode: the user is the name typed on the first visit, kept in the URL (``?user=``).
+# Team mode (``ORCHARD_AUTH=oidc``): the user is the logged-in person (``st.user``, Streamlit's
+# login cookie), and only that: ``?user=`` grants nothing and is dropped from the URL.
+
+
+def team_mode() -> bool:
+    """Is login required (``ORCHARD_AUTH=oidc``)?"""
+    return bool(getattr(orchard().settings, "team_mode", False))
+
+
+def login_claims() -> dict[str, Any] | None:
+    """The ID token's claims of the logged-in person (``st.user``), or None before login."""
+    try:
+        claims = st.user.to_dict()
+    except Exception:  # no login configured in this process: nobody is logged in
+        return None
+    return claims if claims.get("is_logged_in") is True else None
+
+
+def identity() -> Any:
+    """Who is asking (:class:`orchard.identity.Identity`), or None: nobody logged in (team mode),
+    or no name given yet (personal mode)."""
+    from orchard.identity import identity_from_claims, personal_identity
+
+    if team_mode():
+        claims = login_claims()
+        if claims is None:
+            return None
+        settings = orchard().settings
+        try:
+            found = identity_from_claims(claims, issuer=settings.oidc_issuer or "", admins=settings.oidc_admins,
+                                         groups_claim=settings.oidc_groups_claim)  # fmt: skip
+        except ValueError:  # a login without a subject identifies nobody
+            log.warning("a login without a subject (sub claim) was refused")
+            return None
+        _note_login(found)
+        return found
+    name = user()
+    return personal_identity(name) if name else None
+
+
+LOGIN_NOTED_KEY = "_login_noted"
+
+
+def _note_login(found: Any) -> None:
+    """Note a login once per browser session in the directory of people who logged in
+    (``orchard.users.seen``, which also writes the ``login`` audit entry); never stops the page."""
+    if st.session_state.get(LOGIN_NOTED_KEY) == found.user:
+        return
+    st.session_state[LOGIN_NOTED_KEY] = found.user
+    try:
+        orchard().users.seen(found)
+    except Exception:
+        log.warning("could not record a login", exc_info=True)
 
 
 def user() -> str | None:
-    """The user name: this session's, else the URL's (a reload keeps it)."""
+    """The stored key of whoever is asking: in team mode the logged-in identity's, else the
+    name of this session or the URL (a reload keeps it)."""
+    if team_mode():
+        st.query_params.pop("user", None)  # grants nothing here: not kept, not shown
+        found = identity()
+        return found.user if found is not None else None
     name = st.session_state.get(USER_KEY)
     if name is None:
         name = (st.query_params.get("user") or "").strip() or None
@@ -194,13 +256,41 @@ def user() -> str | None:
     return name
 
 
+def display_name() -> str:
+    """The name the pages show: the identity's (team mode: from the claims), else the user's."""
+    found = identity()
+    return found.name if found is not None else ""
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~:$])")
+
+
+def plain(text: str | None) -> str:
+    """``text`` shown as itself in Streamlit's Markdown (a name from a login is not markup)."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(text or "").split()))
+
+
 def set_user(name: str | None) -> None:
+    """Personal mode: become ``name``. Team mode: refused (the login decides who you are)."""
+    if team_mode():
+        msg = "in team mode you are who you logged in as: log out to change"
+        raise PermissionError(msg)
     st.session_state[USER_KEY] = name
     open_conversation(None)
     if name:
         st.query_params["user"] = name
     else:
         st.query_params.pop("user", None)
+
+
+def library(operation: str) -> Any:
+    """The library use case's ``operation`` (``documents``, ``upload``, ``delete``, ``reindex``)
+    for whoever is asking: called with their ``identity=``, so it reads and writes only the
+    libraries that person may (team mode: shared + their private one; uploads to the shared one
+    for admins only)."""
+    import functools
+
+    return functools.partial(getattr(orchard().library, operation), identity=identity())
 
 
 def conversation() -> Any:

@@ -33,8 +33,10 @@ Orchard's answers over your documents, for any OpenAI client, and Orchard's own 
   conversation with `"orchard": {"conversation_id": ...}` or the `X-Orchard-Conversation-Id` header.
 * `/api/...` — documents (upload, list, delete), search, your conversations, feedback, health.
 
-Authentication: `Authorization: Bearer <key>` (`orchard keys create --name NAME`). Served on
-loopback with no keys, the API is open (personal mode). Errors are OpenAI error objects.
+Authentication: `Authorization: Bearer <key>` (`orchard keys create --name NAME`; in team mode
+each person makes their own in the app, Settings → API keys). Served on loopback with no keys, the
+API is open (personal mode); in team mode (`ORCHARD_AUTH=oidc`) every request needs a key, loopback
+included. Errors are OpenAI error objects.
 """
 
 
@@ -43,7 +45,8 @@ def create_app(orchard: Any, *, host: str = "127.0.0.1", max_streams: int = 32) 
 
     Args:
         orchard: the use cases (:func:`orchard.usecases.build_orchard`).
-        host: the interface the app is served on: without API keys it is open only on loopback.
+        host: the interface the app is served on: without API keys it is open only on loopback
+            (and never in team mode).
         max_streams: answers computed at once (each holds a worker thread; the model server
             queues what it cannot run in parallel).
     """
@@ -67,5 +70,6 @@ def create_app(orchard: Any, *, host: str = "127.0.0.1", max_streams: int = 32) 
     app.include_router(api_router)
     # Added last = outermost: the key is checked before the body limit, before any body is read.
     app.add_middleware(BodyLimit, max_bytes=int(settings.api_max_body_mb * 1_000_000))
-    app.add_middleware(KeyAuth, keys=orchard.keys, default_user=settings.default_user, personal=is_loopback_host(host))
+    app.add_middleware(KeyAuth, keys=orchard.keys, default_user=settings.default_user, personal=is_loopback_host(host),
+                       team=bool(getattr(settings, "team_mode", False)))  # fmt: skip
     return app

@@ -1,5 +1,9 @@
 """Who is asking: API keys (``Authorization: Bearer orch_...``), or personal mode.
 
+* Team mode (``ORCHARD_AUTH=oidc``): every request but the health check and the documentation
+  needs an active key, wherever the API is served — loopback included, with or without keys in
+  the store: there is no personal fallback. The key's owner (an OIDC identity's stored key; people
+  make their keys in the app, Settings → API keys) is the user.
 * Keys configured (``orchard keys create``): every request needs an active key; the key's owner
   is the user whose conversations and ratings the request reaches.
 * No active key and the API served on loopback: personal mode — open, every request is
@@ -23,10 +27,12 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchard.api.openai_wire import error_response
+from orchard.identity import Identity, personal_identity
 
 #: Paths anyone may read: the documentation and the health check.
 PUBLIC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/api/health"})
 CREATE_KEY = "create one with `orchard keys create --name NAME`"
+CREATE_KEY_TEAM = "create one in the app: Settings → API keys"
 
 
 def is_loopback_host(host: str) -> bool:
@@ -47,20 +53,23 @@ def bearer_token(headers: Headers) -> str | None:
 
 
 class KeyAuth:
-    """ASGI middleware: sets ``request.state.user`` or answers 401 (see the module docstring).
+    """ASGI middleware: sets ``request.state.user`` and ``request.state.identity`` or answers 401
+    (see the module docstring).
 
     Args:
         app: the ASGI app inside.
         keys: the key store (``orchard.keys``: ``active_count()``, ``verify(key)``).
         default_user: the user of personal mode.
-        personal: personal mode is allowed (the API is served on loopback).
+        personal: personal mode is allowed (the API is served on loopback, not in team mode).
+        team: team mode: a key always, and the identities are team identities.
     """
 
-    def __init__(self, app: ASGIApp, *, keys: Any, default_user: str, personal: bool) -> None:
+    def __init__(self, app: ASGIApp, *, keys: Any, default_user: str, personal: bool, team: bool = False) -> None:
         self.app = app
         self.keys = keys
         self.default_user = default_user
-        self.personal = personal
+        self.team = team
+        self.personal = personal and not team
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
@@ -79,20 +88,32 @@ class KeyAuth:
             response = error_response(401, problem, code="invalid_api_key", headers={"www-authenticate": "Bearer"})
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})["user"] = user
+        state = scope.setdefault("state", {})
+        state["user"] = user
+        state["identity"] = self.identity_of(user)
         await self.app(scope, receive, send)
+
+    def identity_of(self, user: str) -> Identity:
+        """The identity a request acts as: personal mode's one person (an admin of their own
+        machine), or in team mode the key owner's team identity (not an admin through a key)."""
+        if not self.team:
+            return personal_identity(user)
+        return Identity(user=user, name=user, team=True)
 
     def identify(self, token: str | None) -> tuple[str | None, str]:
         """(the caller's user, '') or (None, what is wrong and what to do)."""
+        create = CREATE_KEY_TEAM if self.team else CREATE_KEY
         if self.personal and self.keys.active_count() == 0:
             return self.default_user, ""
         if token is None:
+            if self.team:
+                return None, f"this Orchard is in team mode: every request needs an API key — send `Authorization: Bearer <key>` ({create})"
             if not self.personal and self.keys.active_count() == 0:
-                return None, f"this API is served beyond loopback and has no active API key: {CREATE_KEY}"
-            return None, f"no API key: send `Authorization: Bearer <key>` ({CREATE_KEY})"
+                return None, f"this API is served beyond loopback and has no active API key: {create}"
+            return None, f"no API key: send `Authorization: Bearer <key>` ({create})"
         key = self.keys.verify(token)
         if key is None:
-            return None, f"invalid or revoked API key: check the key, or {CREATE_KEY}"
+            return None, f"invalid or revoked API key: check the key, or {create}"
         return key.user, ""
 
 
@@ -118,3 +139,9 @@ _bearer = HTTPBearer(auto_error=False, description="An Orchard API key (`orchard
 def caller(request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
     """The user of the request (a dependency; :class:`KeyAuth` has checked the key)."""
     return str(request.state.user)
+
+
+def caller_identity(request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Identity:
+    """The :class:`~orchard.identity.Identity` of the request (a dependency, like :func:`caller`):
+    what the use cases that check permissions (libraries, audit) are given."""
+    return request.state.identity

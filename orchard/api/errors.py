@@ -31,7 +31,9 @@ from orchard.errors import (
     ModelServerUnavailable,
     NotFound,
     OrchardError,
+    PermissionDenied,
     PromptError,
+    StoreInUse,
     StoreMismatch,
 )
 
@@ -61,6 +63,10 @@ def api_error(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, NotFound):
         return ApiError(404, str(exc), "not_found")
+    if isinstance(exc, PermissionDenied):
+        return ApiError(403, str(exc), "permission_denied")
+    if isinstance(exc, StoreInUse):
+        return ApiError(503, str(exc), "store_in_use", type="server_error")
     if isinstance(exc, EmptyStore):
         return ApiError(400, str(exc), "empty_store")
     if isinstance(exc, ModelServerUnavailable | ModelAssemblyError):  # down, or cannot be started here

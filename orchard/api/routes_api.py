@@ -1,12 +1,16 @@
 """Orchard's own routes under ``/api/``: documents, search, conversations, feedback, health.
 
-The document library is shared by every user of the API (one store); conversations and ratings
-are the caller's own — another user's conversation or answer is reported as not found.
+Documents: in personal mode the library is shared by every user of the API (one store). In team
+mode (``ORCHARD_AUTH=oidc``) each caller reads, lists and searches the shared library and their
+own private one; uploads go to their own library (``?library=shared`` needs an admin, else 403);
+deleting a shared document needs an admin (403); another user's document is not found (404).
+Conversations and ratings are the caller's own — another user's conversation or answer is
+reported as not found.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
@@ -14,6 +18,8 @@ from starlette.concurrency import run_in_threadpool
 from orchard.api.auth import caller
 from orchard.api.errors import ApiError
 from orchard.api.schemas import FeedbackRequest
+from orchard.errors import PermissionDenied
+from orchard.identity import SHARED_LIBRARY, Identity, personal_identity, private_library
 
 router = APIRouter(prefix="/api")
 
@@ -22,28 +28,57 @@ def _orchard(request: Request) -> Any:
     return request.app.state.orchard
 
 
+def caller_identity(request: Request, user: str) -> Identity:
+    """The caller as the use cases see them: the login's identity when the authentication set
+    one (``request.state.identity``); else, in team mode, a user without admin rights (an API
+    key names a user, not their rights); in personal mode, the machine's one user."""
+    found = getattr(request.state, "identity", None)
+    if isinstance(found, Identity) and found.user == user:
+        return found
+    if _orchard(request).settings.team_mode:
+        return Identity(user=user, name=user, team=True)
+    return personal_identity(user)
+
+
+def _denied(exc: PermissionDenied) -> ApiError:
+    return ApiError(403, str(exc), "permission_denied")
+
+
 # --- documents --------------------------------------------------------------------------------
 
 
 @router.post("/documents", tags=["documents"], summary="Upload and ingest documents")
 async def upload_documents(request: Request, files: list[UploadFile] = File(..., description="txt, md, rst, html, pdf, csv"),
-                           _user: str = Depends(caller)) -> dict[str, Any]:  # fmt: skip
+                           library: Literal["shared", "private"] | None = Query(
+                               None, description="team mode: `private` (your own, the default) or `shared` (admins)"),
+                           user: str = Depends(caller)) -> dict[str, Any]:  # fmt: skip
     """Keep the files (as ``uploads/NAME``) and index them; the report lists every file
     (indexed, unchanged, skipped with a reason, failed with the error)."""
+    identity = caller_identity(request, user)
+    target = {"shared": SHARED_LIBRARY, "private": private_library(identity.user), None: None}[library]
     given = [(f.filename or "", await f.read()) for f in files]
-    report = await run_in_threadpool(_orchard(request).library.upload, given)
+    try:
+        report = await run_in_threadpool(lambda: _orchard(request).library.upload(given, identity=identity, library=target))
+    except PermissionDenied as exc:
+        raise _denied(exc) from exc
     return report.as_dict()
 
 
-@router.get("/documents", tags=["documents"], summary="The documents in the store")
-def list_documents(request: Request, _user: str = Depends(caller)) -> dict[str, Any]:
-    library = _orchard(request).library
-    return {"documents": library.documents(), "chunks": library.count()}
+@router.get("/documents", tags=["documents"], summary="The documents you can read")
+def list_documents(request: Request, user: str = Depends(caller)) -> dict[str, Any]:
+    library, identity = _orchard(request).library, caller_identity(request, user)
+    return {"documents": library.documents(identity=identity), "chunks": library.count(identity=identity)}
 
 
 @router.delete("/documents/{source:path}", tags=["documents"], summary="Remove a document")
-def delete_document(source: str, request: Request, _user: str = Depends(caller)) -> dict[str, Any]:
-    removed = _orchard(request).library.delete(source)
+def delete_document(source: str, request: Request, library: Literal["shared", "private"] | None = Query(None),
+                    user: str = Depends(caller)) -> dict[str, Any]:  # fmt: skip
+    identity = caller_identity(request, user)
+    target = {"shared": SHARED_LIBRARY, "private": private_library(identity.user), None: None}[library]
+    try:
+        removed = _orchard(request).library.delete(source, identity=identity, library=target)
+    except PermissionDenied as exc:
+        raise _denied(exc) from exc
     if not removed:
         raise ApiError(404, f"no document {source!r} in the store (GET /api/documents lists them)", "not_found")
     return {"source": source, "chunks_removed": removed}
@@ -51,8 +86,8 @@ def delete_document(source: str, request: Request, _user: str = Depends(caller))
 
 @router.get("/search", tags=["documents"], summary="Hybrid search, without the model")
 def search(request: Request, q: str = Query(..., min_length=1, description="what to look for"),
-           k: int = Query(5, ge=1, le=50), _user: str = Depends(caller)) -> dict[str, Any]:  # fmt: skip
-    return {"query": q, "results": _orchard(request).library.search(q, k=k)}
+           k: int = Query(5, ge=1, le=50), user: str = Depends(caller)) -> dict[str, Any]:  # fmt: skip
+    return {"query": q, "results": _orchard(request).library.search(q, k=k, identity=caller_identity(request, user))}
 
 
 # --- conversations and feedback ---------------------------------------------------------------

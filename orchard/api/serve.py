@@ -19,12 +19,13 @@ GRACEFUL_SECONDS = 5
 
 
 def check_exposure(orchard: Any, host: str) -> None:
-    """Refuse to serve beyond loopback without an active API key.
+    """Refuse to serve beyond loopback without an active API key (personal mode; team mode always
+    asks every request for a key, and people create theirs after the deployment is up).
 
     Raises:
         OrchardError: ``host`` is not loopback and no key is active.
     """
-    if not is_loopback_host(host) and orchard.keys.active_count() == 0:
+    if not is_loopback_host(host) and not orchard.settings.team_mode and orchard.keys.active_count() == 0:
         msg = (
             f"refusing to listen on {host} without an API key: anyone who reaches this machine could read "
             f"your documents and conversations — {CREATE_KEY}, or listen on 127.0.0.1"

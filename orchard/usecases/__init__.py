@@ -8,6 +8,8 @@
 ``orchard.customization``  :class:`~orchard.usecases.customization.Customization` — prompts, constitution, settings
 ``orchard.model_server``   :class:`~orchard.usecases.model_server.ModelServer` — ensure, launch, serve, stop
 ``orchard.keys``           :class:`~orchard.keys.KeyStore` — the HTTP API's keys
+``orchard.audit``          :class:`~orchard.usecases.audit.Audit` — who did what, for admins
+``orchard.users``          :class:`~orchard.users.UserDirectory` — who logged in (team mode)
 =====================  =====================================================================
 
 Example::
@@ -26,6 +28,7 @@ from typing import Any
 from orchard.components import Components
 from orchard.config import Settings
 from orchard.usecases.answering import MODES, Answering, AnswerRequest
+from orchard.usecases.audit import Audit
 from orchard.usecases.conversations import Conversations
 from orchard.usecases.customization import Customization
 from orchard.usecases.feedback import Feedback
@@ -51,6 +54,8 @@ class Orchard:
     customization: Customization
     model_server: ModelServer
     keys: Any
+    audit: Audit
+    users: Any
     notify: Callable[[str], None]
 
     def with_settings(self, settings: Settings) -> Orchard:
@@ -67,6 +72,8 @@ class Orchard:
         warm = getattr(parts.embeddings, "warm_up", None)
         if warm is not None:
             warm()
+        if self.settings.team_mode:  # chunks of an older store count as shared: say so in their metadata, once
+            parts.store.backfill_libraries()
         if parts.store.count():
             parts.store.lexical_search("warm up", 1)
 
@@ -76,10 +83,17 @@ class Orchard:
 
     def status(self) -> dict[str, Any]:
         """Endpoint, model and store facts for a status line (never raises for a down server)."""
+        from orchard.errors import StoreInUse
+
+        try:
+            chunks, store_note = self.library.count(), None
+        except StoreInUse as exc:  # the app or the API has it open: say so, the rest still reports
+            chunks, store_note = None, str(exc)
         return {
             **self.model_server.status(),
             "store": self.library.where,
-            "chunks": self.library.count(),
+            "chunks": chunks,
+            **({"store_note": store_note} if store_note else {}),
         }
 
 
@@ -121,5 +135,7 @@ def build_orchard(
         customization=Customization(settings=settings),
         model_server=server,
         keys=KeyStore(components.database),
+        audit=Audit(components=components),
+        users=components.users,
         notify=notify,
     )

@@ -41,7 +41,8 @@ class AnswerRequest:
         question: the user's question.
         mode: ``auto`` (route per question), ``rag``, ``agent`` or ``chat``.
         history: earlier turns as ``{"role", "content"}`` dicts (or ``(role, text)`` pairs).
-        user: whose preference profile reaches the prompts (None: nobody's).
+        user: whose preference profile reaches the prompts (None: nobody's), and, in team mode,
+            whose libraries are searched (the shared one and theirs; None: the shared one only).
         db_url: a database for the sql tool (default: ORCHARD_DB_URL).
         tables: CSV/XLSX files for the table tool.
         critique: check the draft against the constitution and revise it.
@@ -196,8 +197,9 @@ class Answering:
         from orchard.retriever import MemoRetriever
 
         # One retrieval per question: the router's relevance check, search_docs and the RAG chain
-        # share this per-request memo.
-        retriever = MemoRetriever(base=self.components.retriever)
+        # share this per-request memo — over the asker's libraries only (team mode), a view made
+        # for this request: nothing is shared with another user's request.
+        retriever = MemoRetriever(base=self._retriever_for(request.user))
         inputs = {"question": request.question, "history": list(request.history)}
         head: list[dict[str, Any]] = []
         mode, tools, router = request.mode, [], None
@@ -224,9 +226,22 @@ class Answering:
     def _best_of(self, request: AnswerRequest) -> int:
         return int(request.best_of if request.best_of is not None else self.settings.best_of)
 
-    def tools(self, *, db_url: str | None = None, tables: tuple[str, ...] = ()) -> list[Any]:
-        """The tools an agent question would get with what is attached (``orchard tools``)."""
-        return self.components.tools(db_url=db_url, tables=tables)
+    def libraries(self, user: str | None) -> list[str] | None:
+        """The libraries ``user``'s questions are answered from: team mode, the shared one and
+        theirs (nobody's: shared only); personal mode, None — every document."""
+        from orchard.identity import libraries_for
+
+        return libraries_for(user, team=self.settings.team_mode)
+
+    def _retriever_for(self, user: str | None) -> Any:
+        from orchard.retriever import restricted
+
+        return restricted(self.components.retriever, self.libraries(user))
+
+    def tools(self, *, db_url: str | None = None, tables: tuple[str, ...] = (), user: str | None = None) -> list[Any]:
+        """The tools an agent question would get with what is attached (``orchard tools``);
+        ``search_docs`` searches ``user``'s libraries (team mode)."""
+        return self.components.tools(db_url=db_url, tables=tables, retriever=self._retriever_for(user))
 
     def _prompt(self, name: str) -> Any:
         from orchard.prompts import load_prompt

@@ -103,6 +103,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory, live_server: str, embed
     data = workdir / "data"
     library = build_orchard(components=Components(Settings(data_dir=data), embeddings=embedder), model_server=AlwaysUp()).library
     library.ingest(["samples"], progress=False, base=ROOT)  # read below ROOT; sources read samples/NAME
+    library.components.close()  # an embedded store belongs to one process: hand it to the app
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("ORCHARD_")},
         "ORCHARD_DATA_DIR": str(data),

@@ -34,6 +34,7 @@ def test_models_bench_measures_the_05b_and_list_shows_it(model_path: Path, embed
     data = tmp_path / "data"
     library = orchard_with(embedder, data).library  # a tiny store of its own: the sample documents
     assert library.ingest([str(ROOT / "samples")], progress=False).files_indexed == 4
+    library.components.close()  # an embedded store belongs to one process: hand it to `orchard models bench`
     questions = tmp_path / "questions.jsonl"
     questions.write_text(json.dumps(QUESTION) + "\n")
     env = {**os.environ, "ORCHARD_DATA_DIR": str(data), "ORCHARD_CACHE_DIR": str(cache_with_the_05b(model_path, tmp_path / "cache")),

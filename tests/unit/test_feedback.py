@@ -1,4 +1,5 @@
-"""Ratings: storage, re-rating, exports (DPO/SFT/JSONL), and per-user preference profiles."""
+"""Ratings: storage, re-rating, exports (DPO/SFT/JSONL), and per-user preference profiles — the
+store tests on SQLite and on a real Postgres (the ``state_url`` fixture)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from orchard.feedback import (
     profile_instructions,
 )
 from orchard.history import ConversationStore
+from tests.servers.plugin import postgres_server_fixture, postgres_url_fixture, state_url_fixture  # noqa: F401
 
 CODE = "Include a short code example when it helps."
 NO_CODE = "Avoid code unless asked."
@@ -32,8 +34,8 @@ CASUAL = "Use a friendly, casual tone."
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
-    return Database(tmp_path / "orchard.sqlite3")
+def db(state_url: str) -> Database:
+    return Database(state_url)
 
 
 @pytest.fixture
@@ -133,7 +135,7 @@ def test_ratings_survive_a_restart_and_share_the_history_file(tmp_path: Path) ->
 
 
 def test_concurrent_ratings_from_threads_do_not_fail(db: Database, tmp_path: Path) -> None:
-    stores = [FeedbackStore(db), FeedbackStore(tmp_path / "orchard.sqlite3")]
+    stores = [FeedbackStore(db), FeedbackStore(Database(db.url))]  # one shared engine, one of its own
     errors: list[BaseException] = []
 
     def work(index: int) -> None:

@@ -1,4 +1,5 @@
-"""Conversation history: CRUD, isolation between users, restarts, regenerate, threads."""
+"""Conversation history: CRUD, isolation between users, restarts, regenerate, threads — on SQLite
+and on a real Postgres (the ``state_url`` fixture runs each store test on both)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from orchard.config import Settings
 from orchard.db import SCHEMA_VERSION, Database, NotFound, db_path, validate_user
 from orchard.history import DEFAULT_TITLE, ConversationStore, auto_title
+from tests.servers.plugin import postgres_server_fixture, postgres_url_fixture, state_url_fixture  # noqa: F401
 
 
 @pytest.fixture
@@ -19,8 +21,8 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(path: Path) -> ConversationStore:
-    return ConversationStore(path)
+def store(state_url: str) -> ConversationStore:
+    return ConversationStore(state_url)
 
 
 def test_the_database_lives_in_the_data_dir_with_wal_foreign_keys_and_a_schema_version(
@@ -130,14 +132,13 @@ def test_mode_and_data_sources_are_per_conversation(store: ConversationStore) ->
         store.set_mode("ana", chat.id, "  ")
 
 
-def test_delete_removes_the_messages_too(store: ConversationStore, path: Path) -> None:
+def test_delete_removes_the_messages_too(store: ConversationStore) -> None:
     chat = store.create("ana")
     answer_id = store.add_message("ana", chat.id, "assistant", "v1").id
     store.add_alternative("ana", answer_id, "v2")
     store.add_message("ana", chat.id, "user", "q")
     store.delete("ana", chat.id)
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+    assert store.db.read("SELECT COUNT(*) FROM messages")[0][0] == 0
 
 
 def test_invalid_input_is_rejected_with_a_clear_message(store: ConversationStore) -> None:
@@ -206,8 +207,8 @@ def test_users_never_see_each_other(store: ConversationStore) -> None:
     assert [m.content for m in store.messages("ana", mine.id)] == ["secret"]
 
 
-def test_everything_survives_a_restart(path: Path) -> None:
-    before = ConversationStore(path)
+def test_everything_survives_a_restart(state_url: str) -> None:
+    before = ConversationStore(state_url)
     chat = before.create("ana", mode="rag")
     before.add_message("ana", chat.id, "user", "question")
     first = before.add_message("ana", chat.id, "assistant", "answer 1", meta={"model": "m"})
@@ -215,7 +216,7 @@ def test_everything_survives_a_restart(path: Path) -> None:
     before.set_data_sources("ana", chat.id, db_url="sqlite:///x.db", tables=["t.csv"])
     before.db.close()
 
-    after = ConversationStore(path)  # a new process on the same file
+    after = ConversationStore(state_url)  # a new process on the same database
     assert after.list("ana") == [after.get("ana", chat.id)]
     restored = after.get("ana", chat.id)
     assert (restored.title, restored.mode) == ("question", "rag")
@@ -261,16 +262,16 @@ def test_only_answers_can_be_regenerated(store: ConversationStore) -> None:
         store.add_alternative("ana", "1", "x")  # type: ignore[arg-type]
 
 
-def test_two_stores_on_one_database_share_state(path: Path) -> None:
-    db = Database(path)
+def test_two_stores_on_one_database_share_state(state_url: str) -> None:
+    db = Database(state_url)
     one, two = ConversationStore(db), ConversationStore(db)
     chat = one.create("ana")
     assert two.get("ana", chat.id) == chat
 
 
-def test_concurrent_writes_from_threads_do_not_fail(path: Path) -> None:
-    shared = ConversationStore(path)
-    separate = ConversationStore(path)  # a second connection to the same file
+def test_concurrent_writes_from_threads_do_not_fail(state_url: str) -> None:
+    shared = ConversationStore(state_url)
+    separate = ConversationStore(state_url)  # a second engine on the same database
     errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 
@@ -295,7 +296,7 @@ def test_concurrent_writes_from_threads_do_not_fail(path: Path) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    reopened = ConversationStore(path)
+    reopened = ConversationStore(state_url)
     chats = [c for user in ("user0", "user1", "user2") for c in reopened.list(user)]
     assert len(chats) == 8
     for chat in chats:
