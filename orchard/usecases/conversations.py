@@ -143,6 +143,7 @@ class Conversations:
         conversation = self.store.get(user, conversation_id)
         earlier = self.store.messages(user, conversation_id) if history is None else None
         self.store.add_message(user, conversation_id, "user", question)
+        self.components.audit.record(user, "ask", conversation_id, mode=mode or conversation.mode)  # who and when, not what
         turns = _history(earlier) if history is None else list(history)
         return self._answer(user, conversation, question, turns, critique=critique, store=self._appender(user, conversation_id),
                             mode=mode, best_of=best_of)  # fmt: skip

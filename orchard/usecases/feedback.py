@@ -38,7 +38,9 @@ class Feedback:
 
     def export(self, fmt: str, path: str | Path, *, user: str | None = None) -> int:
         """Write ``dpo``/``sft``/``jsonl`` training data to ``path``; rows written."""
-        return self.components.feedback.write_export(fmt, path, user=user)
+        rows = self.components.feedback.write_export(fmt, path, user=user)
+        self.components.audit.record(user, "export", f"feedback.{fmt}", rows=rows)
+        return rows
 
     def profile(self, user: str) -> str:
         return self.components.profiles.get(user)

@@ -229,7 +229,8 @@ class Library:
         from orchard.ingest import IngestReport
         from orchard.loaders import SUPPORTED_SUFFIXES
 
-        target = self._upload_library(self.caller(identity), library)
+        caller = self.caller(identity)
+        target = self._upload_library(caller, library)
         home = self.library_home(target)
         uploads = home / "uploads"
         uploads.mkdir(parents=True, exist_ok=True)
@@ -251,6 +252,7 @@ class Library:
         if not given:
             return refused
         report = self.ingest(given, progress=False, on_file=on_file, base=home, library=target)
+        self.components.audit.record(caller.user, "upload", target, files=given, failed=len(report.files_failed))
         for item in report.files_failed:
             if item["path"] in given:
                 (home / item["path"]).unlink(missing_ok=True)
@@ -287,6 +289,8 @@ class Library:
                 removed += sum(store.delete(store.chunk_ids(src, lib)) for src in [source, *parts])
         for lib in held:
             self._forget_upload(lib, source)
+        if held:
+            self.components.audit.record(caller.user, "delete", source, libraries=sorted(held), chunks=removed)
         return removed
 
     def _forget_upload(self, library: str, source: str) -> None:
