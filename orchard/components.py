@@ -31,7 +31,8 @@ DEPENDS_ON: dict[str, tuple[str, ...]] = {
     "store": ("chroma_url", "store_dir", "data_dir", "collection"),
     "retriever": ("chroma_url", "store_dir", "data_dir", "collection", "top_k", "dense_weight", "query_rewrite", "auth",
                   "llm_base_url", "llm_model", "llm_api_key", "llm_timeout"),
-    "llm": ("llm_base_url", "llm_model", "llm_api_key", "llm_temperature", "llm_max_tokens", "llm_timeout"),
+    "llm": ("llm_base_url", "llm_model", "llm_api_key", "llm_temperature", "llm_max_tokens", "llm_timeout",
+            "llm_first_token_retries"),
     "database": ("data_dir", "state_url"),
     "conversations": ("data_dir", "state_url"),
     "feedback": ("data_dir", "state_url"),
@@ -89,15 +90,15 @@ class Components:
 
     def _build_llm(self) -> Any:
         import httpx
-        from langchain_openai import ChatOpenAI
 
+        from orchard.llm_client import RetryingChatOpenAI
         from orchard.server import is_loopback
 
         s = self.settings
         extra = {}
         if is_loopback(s.llm_base_url):  # a proxy from the environment must not see local traffic
             extra = {"http_client": httpx.Client(trust_env=False), "http_async_client": httpx.AsyncClient(trust_env=False)}
-        return ChatOpenAI(
+        return RetryingChatOpenAI(
             **extra,
             model=s.llm_model,
             base_url=s.llm_base_url,
@@ -108,7 +109,10 @@ class Components:
             # server ignores (measured: 237 tokens for a limit of 128); `max_tokens` works for both.
             extra_body={"max_tokens": s.llm_max_tokens},
             timeout=s.llm_timeout,
-            max_retries=1,
+            # the one retry (orchard/llm_client.py): before the first token, ORCHARD_LLM_FIRST_TOKEN_RETRIES
+            # times, then a clear error; the SDK's own would only cover the request and double the count
+            max_retries=0,
+            first_token_retries=s.llm_first_token_retries,
             stream_usage=False,
         )
 

@@ -54,5 +54,9 @@ class PermissionDenied(OrchardError):
     """The asker may not do this (team mode: not an admin, not logged in, not theirs to share)."""
 
 
+class StoreUnavailable(OrchardError):
+    """The Chroma server does not answer; the message names it and what to do."""
+
+
 class StoreInUse(OrchardError):
     """Another process holds the embedded document store; the message says how to share it."""

@@ -49,7 +49,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from orchard.bm25 import BM25Index
-from orchard.errors import StoreInUse, StoreMismatch
+from orchard.errors import StoreInUse, StoreMismatch, StoreUnavailable
 from orchard.identity import SHARED_LIBRARY
 
 EMBEDDER_KEY = "orchard_embedder"
@@ -191,12 +191,17 @@ def make_chroma_client(*, path: Path | None = None, url: str | None = None) -> A
         if not parsed.hostname:
             msg = f"invalid Chroma URL {url!r} — expected e.g. http://127.0.0.1:8001"
             raise ValueError(msg)
-        return chromadb.HttpClient(
-            host=parsed.hostname,
-            port=parsed.port or (443 if parsed.scheme == "https" else 80),
-            ssl=parsed.scheme == "https",
-            settings=settings,
-        )
+        try:
+            return chromadb.HttpClient(
+                host=parsed.hostname,
+                port=parsed.port or (443 if parsed.scheme == "https" else 80),
+                ssl=parsed.scheme == "https",
+                settings=settings,
+            )
+        except Exception as exc:
+            if is_connection_failure(exc):
+                raise chroma_unavailable(url, exc) from exc
+            raise
     if path is None:
         msg = "a store path or a Chroma server URL is required"
         raise ValueError(msg)
@@ -233,6 +238,47 @@ def embedder_identity(embeddings: Embeddings) -> tuple[str, int]:
     return str(name), int(dimension)
 
 
+def is_connection_failure(exc: BaseException) -> bool:
+    """Does ``exc`` say the Chroma server could not be reached (down, restarting, refused)?"""
+    import httpx
+
+    if isinstance(exc, httpx.TransportError | ConnectionError):
+        return True
+    return isinstance(exc, ValueError) and "could not connect" in str(exc).lower()
+
+
+def chroma_unavailable(where: str, exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"the Chroma server at {where} does not answer ({type(exc).__name__}: {exc}) — start it"
+        " (`chroma run --path DIR --port P`) or check ORCHARD_CHROMA_URL; ask again once it is up"
+    )
+
+
+class _ServerCollection:
+    """A Chroma server's collection whose calls report a server that does not answer as
+    :class:`~orchard.errors.StoreUnavailable` (a clear 503 in the API, a message in the app),
+    not as chromadb's ``ValueError``/httpx errors. The next call tries the server again."""
+
+    def __init__(self, collection: Any, where: str) -> None:
+        self._collection = collection
+        self._where = where
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._collection, name)
+        if not callable(value):
+            return value
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            except Exception as exc:
+                if is_connection_failure(exc):
+                    raise chroma_unavailable(self._where, exc) from exc
+                raise
+
+        return guarded
+
+
 class DocumentStore:
     """A Chroma collection of chunks, with a BM25 index derived from it.
 
@@ -259,6 +305,8 @@ class DocumentStore:
             # a new collection's chunks all carry their library; an existing one keeps its metadata
             metadata={"hnsw:space": "cosine", EMBEDDER_KEY: name, DIMENSION_KEY: dimension, LIBRARIES_KEY: 1},
         )
+        if str(self.where).startswith(("http://", "https://")):
+            self.collection = _ServerCollection(self.collection, self.where)
         meta = self.collection.metadata or {}
         recorded = (meta.get(EMBEDDER_KEY), meta.get(DIMENSION_KEY))
         if recorded != (name, dimension):

@@ -10,6 +10,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -64,6 +65,8 @@ def create_app(orchard: Any, *, host: str = "127.0.0.1", max_streams: int = 32) 
 
     app = FastAPI(title="Orchard API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.orchard = orchard
+    app.state.ready = threading.Event()  # set by `serve` once warmed up; /api/health says "starting" until then
+    app.state.ready.set()
     app.state.executor = executor
     install_error_handlers(app)
     app.include_router(openai_router)

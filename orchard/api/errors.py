@@ -35,6 +35,7 @@ from orchard.errors import (
     PromptError,
     StoreInUse,
     StoreMismatch,
+    StoreUnavailable,
 )
 
 log = logging.getLogger("orchard.api")
@@ -65,6 +66,8 @@ def api_error(exc: BaseException) -> ApiError:
         return ApiError(404, str(exc), "not_found")
     if isinstance(exc, PermissionDenied):
         return ApiError(403, str(exc), "permission_denied")
+    if isinstance(exc, StoreUnavailable):
+        return ApiError(503, str(exc), "store_unavailable", type="server_error")
     if isinstance(exc, StoreInUse):
         return ApiError(503, str(exc), "store_in_use", type="server_error")
     if isinstance(exc, EmptyStore):

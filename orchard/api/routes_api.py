@@ -127,13 +127,22 @@ def rate_answer(body: FeedbackRequest, request: Request, user: str = Depends(cal
 # --- health -----------------------------------------------------------------------------------
 
 
-@router.get("/health", tags=["health"], summary="Is the model server up? How many passages?")
-def health(request: Request) -> dict[str, Any]:
-    """Open to anyone (no key): no paths, no URLs, no user data."""
+@router.get("/health", tags=["health"], summary="Is the model server up? How many passages?",
+            responses={503: {"description": "still starting (warming up): a load balancer should wait"}})  # fmt: skip
+def health(request: Request) -> Any:
+    """Open to anyone (no key): no paths, no URLs, no user data. 503 ``starting`` while the process
+    warms up (embedder, BM25 index), so a load balancer sends it nothing before it can answer;
+    200 ``degraded`` when the model server or the store does not answer."""
+    from starlette.responses import JSONResponse
+
+    if not request.app.state.ready.is_set():
+        return JSONResponse({"status": "starting"}, status_code=503)
     status = _orchard(request).status()
     up = bool(status.get("model_server_up"))
+    store_up = status.get("chunks") is not None
     return {
-        "status": "ok" if up else "degraded",
+        "status": "ok" if up and store_up else "degraded",
+        "store_up": store_up,
         "model_server_up": up,
         "model_server_busy": bool(status.get("model_server_busy")),
         "model": status.get("llm_model"),

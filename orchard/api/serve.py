@@ -55,10 +55,12 @@ def serve(orchard: Any, *, host: str, port: int, echo: Callable[[str], None], wa
     with _sigterm_as_interrupt():
         try:
             handle = orchard.model_server.start_for_app(echo=echo)
-            if warm_up:
-                threading.Thread(target=_warm_up, args=(orchard, echo), name="orchard-warm-up", daemon=True).start()
-            config = uvicorn.Config(create_app(orchard, host=host), host=host, port=port, log_level=log_level,
-                                    timeout_graceful_shutdown=GRACEFUL_SECONDS)  # fmt: skip
+            app = create_app(orchard, host=host)
+            if warm_up:  # /api/health answers 503 "starting" until this is done: a balancer waits for it
+                app.state.ready.clear()
+                threading.Thread(target=_warm_up, args=(orchard, echo, app.state.ready), name="orchard-warm-up",
+                                 daemon=True).start()  # fmt: skip
+            config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=GRACEFUL_SECONDS)
             server = uvicorn.Server(config)
             shown = f"[{host}]" if ":" in host else host
             echo(f"Orchard API at http://{shown}:{port}/v1 (docs: http://{shown}:{port}/docs; Ctrl-C stops it)")
@@ -72,11 +74,13 @@ def serve(orchard: Any, *, host: str, port: int, echo: Callable[[str], None], wa
                 handle.stop()
 
 
-def _warm_up(orchard: Any, echo: Callable[[str], None]) -> None:
+def _warm_up(orchard: Any, echo: Callable[[str], None], ready: threading.Event) -> None:
     try:
         orchard.warm_up()
     except Exception as exc:  # the first request will say what is wrong, in its own words
         echo(f"warning: warming up failed ({exc}); the first request tries again")
+    finally:
+        ready.set()
 
 
 @contextlib.contextmanager

@@ -83,15 +83,15 @@ class Orchard:
 
     def status(self) -> dict[str, Any]:
         """Endpoint, model and store facts for a status line (never raises for a down server)."""
-        from orchard.errors import StoreInUse
+        from orchard.errors import StoreInUse, StoreUnavailable
 
         try:
             chunks, store_note = self.library.count(), None
-        except StoreInUse as exc:  # the app or the API has it open: say so, the rest still reports
+        except (StoreInUse, StoreUnavailable) as exc:  # held by another process, or the server is down: say so
             chunks, store_note = None, str(exc)
         return {
             **self.model_server.status(),
-            "store": self.library.where,
+            "store": self.settings.chroma_url or str(self.settings.store_path),
             "chunks": chunks,
             **({"store_note": store_note} if store_note else {}),
         }

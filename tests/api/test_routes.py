@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.api.fakes import DownServer
 from tests.api.helpers import LOCAL, ask
 from tests.fakes import scripted_orchard
@@ -100,10 +102,37 @@ def test_health_is_open_and_says_what_is_up(client, tmp_path: Path) -> None:
     from orchard.api import create_app
 
     assert client.get("/api/health").json() == {
-        "status": "ok", "model_server_up": True, "model_server_busy": False, "model": "qwen2.5-coder-0.5b-instruct", "chunks": 1,
+        "status": "ok", "store_up": True, "model_server_up": True, "model_server_busy": False,
+        "model": "qwen2.5-coder-0.5b-instruct", "chunks": 1,
     }  # fmt: skip
     down = TestClient(create_app(scripted_orchard(tmp_path / "other", model_server=DownServer())), base_url=LOCAL)
     assert down.get("/api/health").json()["status"] == "degraded"
+    client.app.state.ready.clear()  # warming up: a balancer must wait
+    starting = client.get("/api/health")
+    assert starting.status_code == 503 and starting.json() == {"status": "starting"}
+    client.app.state.ready.set()
+
+
+@pytest.mark.enable_socket
+def test_a_chroma_server_that_does_not_answer_is_a_clear_503(tmp_path: Path) -> None:
+    """Chroma server mode with nothing listening: health is degraded (200), a search is a 503 that
+    names the server and what to do — not an internal error."""
+    import socket
+
+    from fastapi.testclient import TestClient
+
+    from orchard.api import create_app
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    orchard = scripted_orchard(tmp_path / "data", chroma_url=f"http://127.0.0.1:{port}")
+    down = TestClient(create_app(orchard), base_url=LOCAL)
+    health = down.get("/api/health").json()
+    assert health["status"] == "degraded" and health["store_up"] is False
+    search = down.get("/api/search", params={"q": "apples"})
+    assert search.status_code == 503
+    assert search.json()["error"]["code"] == "store_unavailable" and f"127.0.0.1:{port}" in search.json()["error"]["message"]
 
 
 def test_the_docs_describe_every_route(client) -> None:
