@@ -2,7 +2,8 @@
 
     20 simulated users x 5 questions, concurrency 8, streamed through haproxy -> 2 `orchard api`
     -> haproxy -> 2 stub model servers; a `chroma run` server; Postgres when the state store uses
-    ORCHARD_STATE_URL (else the shared SQLite file)
+    ORCHARD_STATE_URL (else the shared SQLite file); every process in team mode (ORCHARD_AUTH=oidc:
+    a key on every request), each user with a private document holding a secret (a canary)
 
 while faults are injected at fixed points of the run: one model server SIGKILLed, one API
 process SIGKILLed mid-stream (and started again, as a supervisor would), the Chroma server
@@ -11,12 +12,15 @@ restarted, Postgres restarted. Bounded: a fixed number of requests, a time limit
 Reported (JSON in the test's tmp dir, and printed): answered (first try / after the user asked
 again), retried by the model client, failed with a clear error, failed without one; answers and
 ratings lost (stored vs received/sent: must be 0); cross-user leaks (each user's conversation and
-answer ids probed with another user's key: must all be 404); p50/p95 latency; ``uptime``.
+answer ids probed with another user's key: must all be 404; no answer, search or direct question
+of a user holds another user's canary, while some users do get their own back; no key: 401);
+p50/p95 latency; ``uptime``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import subprocess
 import threading
@@ -154,6 +158,58 @@ def _users(shared: OrchardEnv, count: int, workdir: Path) -> list[User]:
     return users
 
 
+#: Team mode for every Orchard process (the API checks keys only; no login page is served here).
+TEAM_MODE = {"ORCHARD_AUTH": "oidc", "ORCHARD_OIDC_ISSUER": "http://127.0.0.1:9/unused-by-the-api",
+             "ORCHARD_OIDC_CLIENT_ID": "orchard", "ORCHARD_OIDC_CLIENT_SECRET": "load-test"}  # fmt: skip
+
+
+def _canary(user: User) -> str:
+    return f"CANARY-{user.name}-{hashlib.sha256(user.key.encode()).hexdigest()[:10]}"
+
+
+def _plant_canaries(api_url: str, users: list[User]) -> dict[str, str]:
+    """Each user uploads a private document about the questions everyone asks, holding a secret
+    of theirs: retrieval that ignored the library filter would hand it to the others."""
+    canaries = {}
+    for user in users:
+        canaries[user.name] = secret = _canary(user)
+        text = (f"# Pruning notes of {user.name}\n\nApple trees should be pruned in late winter; plum trees in"
+                f" summer. The volunteers are coordinated by {secret}. My private code is {secret}.\n")  # fmt: skip
+        reply = httpx.post(f"{api_url}/api/documents", files={"files": (f"notes-{user.name}.md", text.encode())},
+                           headers={"authorization": f"Bearer {user.key}"}, timeout=120, trust_env=False)  # fmt: skip
+        assert reply.status_code == 200 and reply.json()["files_indexed"], reply.text
+    return canaries
+
+
+def _canary_leaks(report: LoadReport, api_url: str, users: list[User], canaries: dict[str, str]) -> list[str]:
+    """Every answer a user received, and a search and a direct question for each other user's
+    secret: none may hold another user's canary. Returns what leaked (empty: nothing)."""
+    leaks, seen_own = [], 0
+    with httpx.Client(trust_env=False, timeout=60) as client:
+        for user in users:
+            others = [c for name, c in canaries.items() if name != user.name]
+            answers = [a.text for q in user.questions for a in q.attempts]
+            seen_own += any(canaries[user.name] in t for t in answers)
+            for victim in others[:3]:
+                headers = {"authorization": f"Bearer {user.key}"}
+                found = client.get(f"{api_url}/api/search", params={"q": victim}, headers=headers).json()["results"]
+                direct = client.post(f"{api_url}/v1/chat/completions", headers=headers, json={
+                    "model": "orchard-rag", "messages": [{"role": "user", "content": f"What is {victim}? Who coordinates the volunteers?"}]}).json()
+                # what came back, not the question echoed: the passages found, the answer and its sources
+                answers += [json.dumps(found), direct["choices"][0]["message"]["content"], json.dumps(direct.get("orchard", {}).get("sources"))]
+                report.cross_user_probes += 2
+            leaked = [c for c in others for t in answers if c in t]
+            report.cross_user_leaks += len(leaked)
+            leaks += [f"{user.name} saw {c}" for c in leaked]
+        anonymous = [client.get(f"{api_url}/api/search", params={"q": "CANARY"}).status_code,
+                     client.post(f"{api_url}/v1/chat/completions", json={"model": "orchard-rag", "messages": [
+                         {"role": "user", "content": "Who coordinates the volunteers?"}]}).status_code,
+                     client.get(f"{api_url}/api/documents").status_code]  # fmt: skip
+    assert anonymous == [401, 401, 401], anonymous  # team mode: no key, nothing
+    assert seen_own > 0, "no user ever got their own private document back: the canary check could not see a leak"
+    return leaks
+
+
 def _probe_key(shared: OrchardEnv) -> str:
     """The readiness probe's own user (its questions are not part of the load)."""
     from orchard.usecases import build_orchard
@@ -216,6 +272,7 @@ def test_load_and_faults(tmp_path: Path) -> None:
     started = time.monotonic()
     faults = Faults()
     report: LoadReport | None = None
+    leaks: list[str] = []
     postgres = chroma = None
     try:
         postgres = postgres_server(tmp_path)
@@ -226,7 +283,7 @@ def test_load_and_faults(tmp_path: Path) -> None:
             d.add(model_lb)
             state_url = postgres.create_database("orchard") if postgres is not None else None
             shared = OrchardEnv(data_dir=tmp_path / "data", llm_base_url=f"{model_url}/v1",
-                                chroma_url=chroma.url, state_url=state_url)  # fmt: skip
+                                chroma_url=chroma.url, state_url=state_url, extra=TEAM_MODE)  # fmt: skip
             ingest = subprocess.run([*orchard_command(), "ingest", str(ROOT / "samples")], env={**shared.env(), "PYTHONPATH": str(ROOT)},
                                     cwd=tmp_path, capture_output=True, text=True, timeout=240)  # fmt: skip
             assert ingest.returncode == 0, ingest.stdout + ingest.stderr
@@ -236,6 +293,7 @@ def test_load_and_faults(tmp_path: Path) -> None:
             cold = [round(_ready(api, probe), 1) for api in apis.services]  # the load starts on warm processes
             api_lb, api_url = HaproxyLB.service(tmp_path, apis.addresses, name="haproxy-api", health_path=API_LIVENESS)
             d.add(api_lb)
+            canaries = _plant_canaries(api_url, users)
             setup_s = time.monotonic() - started
 
             notes: list[str] = []
@@ -263,6 +321,7 @@ def test_load_and_faults(tmp_path: Path) -> None:
                     "Postgres not restarted: the state store does not read ORCHARD_STATE_URL yet (shared SQLite file)"
                 )
             _verify(report, api_url, users, shared)
+            leaks = _canary_leaks(report, api_url, users, canaries)
             report.model_client_retries = sum(Path(s.log).read_text().count("retrying (") for s in apis.services)
             report.balancer_retries = HaproxyLB.retried_requests(model_lb) + HaproxyLB.retried_requests(api_lb)
             report_extra_unclear = _unclear_while(load, chroma_window)
@@ -283,7 +342,7 @@ def test_load_and_faults(tmp_path: Path) -> None:
 
     assert not faults.errors, faults.errors
     assert report.messages_lost == 0 and report.ratings_lost == 0, result
-    assert report.cross_user_leaks == 0, result
+    assert report.cross_user_leaks == 0 and not leaks, (leaks, result)
     assert report.failed_without_clear_error == 0, result  # every failure said what failed (Chroma down: 503)
     assert report.asked >= 50, result  # the time limit left most of the run
     assert report.answered_first_try + report.answered_after_user_retry >= 0.9 * report.asked, result
