@@ -11,30 +11,17 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import free_port, running
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.conftest import browser  # noqa: F401  (the one chromium fixture, Debian's browser)
 
 #: The people the provider offers on its login form (its "predefined users" buttons, by subject).
 PEOPLE = {
     "alice": {"sub": "alice", "email": "alice@example.org", "email_verified": True, "name": "Alice Apple"},
     "bob": {"sub": "bob", "email": "bob@example.org", "email_verified": True, "name": "Bob Pear"},
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: `make test` installs it (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
