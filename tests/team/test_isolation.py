@@ -250,3 +250,24 @@ def test_in_team_mode_nobody_reads_the_shared_library_and_writes_nothing(data: P
         with pytest.raises(PermissionDenied, match="log in first"):
             write()
     assert "uploads/handbook.md" in {d["source"] for d in library.documents()}
+
+
+def test_exports_hold_only_the_exporters_own_ratings(data: Path, tmp_path: Path) -> None:
+    """Ana rates an answer that quotes her vault; Ben's exports (every format) hold none of it —
+    and hers do (the control)."""
+    orchard = team_orchard(data, llm=ScriptedChatModel.with_replies(f"The second half is {CANARY} [1].", "Pruned in late winter [1]."),
+                           answer_checks=False)  # fmt: skip
+    try:
+        for who, question in ((ANA, "What is the second half of the vault code?"), (BEN, "When are apple trees pruned?")):
+            chat = orchard.conversations.create(who.user)
+            orchard.conversations.ask(who.user, chat.id, question).result()
+            answer = orchard.conversations.messages(who.user, chat.id)[-1]
+            orchard.conversations.rate(who.user, chat.id, answer.id, "up")
+        for fmt in ("jsonl", "sft", "dpo"):
+            ben, ana = tmp_path / f"ben.{fmt}", tmp_path / f"ana.{fmt}"
+            orchard.feedback.export(fmt, ben, user=BEN.user)
+            orchard.feedback.export(fmt, ana, user=ANA.user)
+            assert not leaked(ben.read_text()), fmt
+        assert leaked((tmp_path / "ana.jsonl").read_text())  # the control: her own export has it
+    finally:
+        orchard.close()
