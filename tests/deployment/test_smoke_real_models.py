@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.deployment.harness import ROOT, Deployment, HaproxyLB, ModelServers, OrchardEnv, orchard_apis, orchard_command, program
+from tests.deployment.harness import (
+    API_LIVENESS,
+    ROOT,
+    Deployment,
+    HaproxyLB,
+    ModelServers,
+    OrchardEnv,
+    orchard_apis,
+    orchard_command,
+    program,
+)
 
 pytestmark = [
     pytest.mark.live,
@@ -39,7 +49,7 @@ def test_two_llamacpp_servers_behind_haproxy_answer_and_survive_one_dying(tmp_pa
                                 cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
         assert ingest.returncode == 0, ingest.stdout + ingest.stderr
         api = d.add(orchard_apis(tmp_path, shared, count=1))
-        api_url = api[0].health_url.rsplit("/", 1)[0]
+        api_url = api[0].health_url.removesuffix(API_LIVENESS)
 
         with ThreadPoolExecutor(2) as pool:
             answers = list(
