@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import USER_DATA_DIR, descendants, free_port, stop_tree, wait_for_http
 
@@ -38,11 +39,15 @@ DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 
 
-def program(name: str) -> str | None:
-    """The path of a Debian program (haproxy, nginx live in /usr/sbin, often not on a user's PATH)."""
+def program(name: str) -> str:
+    """The path of a Debian program (haproxy, nginx live in /usr/sbin, often not on a user's PATH);
+    the test fails when it is missing (`make test` installs it: never a silent skip)."""
     import shutil
 
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found is None:
+        pytest.fail(f"{name} is missing: `make test` installs it (`make servers`: Debian's postgresql, haproxy, nginx)")
+    return found
 
 
 def _deploy_render() -> Any:
@@ -215,10 +220,10 @@ class HaproxyLB:
         """The haproxy service and its base URL (``http://127.0.0.1:PORT``)."""
         port, stats = free_port(), free_port()
         cfg = HaproxyLB.config(workdir, servers, name=name, port=port, stats_port=stats, health_path=health_path, **options)
-        check = subprocess.run([str(program("haproxy")), "-c", "-q", "-f", str(cfg)], capture_output=True, text=True)
+        check = subprocess.run([program("haproxy"), "-c", "-q", "-f", str(cfg)], capture_output=True, text=True)
         if check.returncode != 0:
             raise RuntimeError(f"haproxy rejects {cfg}: {check.stdout}{check.stderr}")
-        service = Service(name, [str(program("haproxy")), "-db", "-f", str(cfg)], f"http://127.0.0.1:{stats}/stats",
+        service = Service(name, [program("haproxy"), "-db", "-f", str(cfg)], f"http://127.0.0.1:{stats}/stats",
                           workdir / "logs" / f"{name}.log", timeout=20)  # fmt: skip
         return service, f"http://127.0.0.1:{port}"
 
@@ -279,7 +284,7 @@ class NginxSticky:
         log_dir.mkdir(parents=True, exist_ok=True)
         text = _deploy_render().nginx(list(replicas), listen=f"127.0.0.1:{port}", run_dir=str(run_dir), log_dir=str(log_dir))
         conf = write(text, run_dir / "nginx.conf")
-        command = [str(program("nginx")), "-p", str(run_dir), "-c", str(conf), "-e", str(log_dir / f"{name}-startup.log")]
+        command = [program("nginx"), "-p", str(run_dir), "-c", str(conf), "-e", str(log_dir / f"{name}-startup.log")]
         if os.geteuid() == 0:  # workers would run as `nobody`, who cannot write the temp folders
             command += ["-g", f"user {getpass.getuser()};"]
         check = subprocess.run([*command, "-t"], capture_output=True, text=True)

@@ -12,15 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.deployment.harness import Deployment, HaproxyLB, ModelServers, NginxSticky, OrchardEnv, program, streamlit_replicas
+from tests.deployment.harness import Deployment, HaproxyLB, ModelServers, NginxSticky, OrchardEnv, streamlit_replicas
 
-pytestmark = [
-    pytest.mark.enable_socket,
-    pytest.mark.skipif(
-        program("haproxy") is None or program("nginx") is None,
-        reason="haproxy and nginx are installed by `make test` (Debian packages)",
-    ),
-]
+pytestmark = [pytest.mark.enable_socket]
 
 
 def _ask(base_url: str, question: str = "hi", *, stream: bool = False) -> httpx.Response:

@@ -54,7 +54,6 @@ def test_rendered_compose_files_are_up_to_date(name: str) -> None:
     assert (DEPLOY / "compose" / name).read_text() == expected, "run `python deploy/render.py compose`"
 
 
-@pytest.mark.skipif(program("haproxy") is None, reason="haproxy is installed by `make test`")
 def test_haproxy_accepts_the_compose_configuration(tmp_path: Path) -> None:
     check = subprocess.run(
         [str(program("haproxy")), "-c", "-f", str(DEPLOY / "compose" / "haproxy-api.cfg")], capture_output=True, text=True

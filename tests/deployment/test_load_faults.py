@@ -43,14 +43,10 @@ from tests.deployment.harness import (
     orchard_apis,
     orchard_command,
     postgres_server,
-    program,
 )
 from tests.deployment.load import Load, LoadReport, User
 
-pytestmark = [
-    pytest.mark.enable_socket,
-    pytest.mark.skipif(program("haproxy") is None, reason="haproxy is installed by `make test` (Debian package)"),
-]
+pytestmark = [pytest.mark.enable_socket]
 USERS, QUESTIONS, CONCURRENCY, TIME_LIMIT_S = 20, 5, 8, 100.0
 
 

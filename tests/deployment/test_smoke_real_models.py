@@ -20,13 +20,9 @@ from tests.deployment.harness import (
     OrchardEnv,
     orchard_apis,
     orchard_command,
-    program,
 )
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.skipif(program("haproxy") is None, reason="haproxy is installed by `make test` (Debian package)"),
-]
+pytestmark = [pytest.mark.live]
 
 
 def _ask(api_url: str, question: str) -> tuple[str, dict]:
