@@ -196,19 +196,9 @@ def test_personal_mode_is_unchanged(open_app, orchard) -> None:
 ROOT = identity_from_claims(ROOT_CLAIMS, issuer=ISSUER, admins=TEAM["oidc_admins"])
 
 
-def logged_in(team: Any, claims: dict[str, Any]) -> AppTest:
-    at = AppTest.from_file(app_script(), default_timeout=30)
-    at.session_state["orchard"] = team
-    at.user = {**claims, "is_logged_in": True}
-    at.secrets = {k: dict(v) for k, v in AUTH_SECRETS.items()}
-    return at
-
-
-def test_admins_read_and_download_the_audit_trail(team: Any) -> None:
+def test_admins_read_and_download_the_audit_trail(open_team, team: Any) -> None:
     team.keys.create(user=ANA.user, name="laptop")  # recorded as key.create, in the key's own transaction
-    at = logged_in(team, ROOT_CLAIMS)
-    at.run().switch_page(page_file("settings")).run()
-    assert not at.exception, at.exception
+    at = open_team(ROOT_CLAIMS, page="settings")
     assert "Audit" in {t.label for t in at.tabs}
     [table] = [d for d in at.dataframe if "action" in d.value.columns]
     assert "key.create" in list(table.value["action"])  # the key's id is the target
@@ -216,16 +206,14 @@ def test_admins_read_and_download_the_audit_trail(team: Any) -> None:
     assert len(at.get("download_button")) == 1
     assert not team.audit.entries(ROOT, action="export")  # made (and recorded) only when clicked
 
-    at = logged_in(team, BOB_CLAIMS)
-    at.run().switch_page(page_file("settings")).run()
+    at = open_team(BOB_CLAIMS, page="settings")
     assert "Audit" not in {t.label for t in at.tabs}  # not an admin: no tab, nothing read
     assert not [d for d in at.dataframe if "action" in d.value.columns]
 
 
-def test_a_login_is_recorded_once_per_session(team: Any) -> None:
-    at = logged_in(team, ANA_CLAIMS)
-    at.run()
-    at.run()
+def test_a_login_is_recorded_once_per_session(open_team, team: Any) -> None:
+    at = open_team(ANA_CLAIMS)  # one run
+    at.run()  # and a second in the same session
     assert not at.exception, at.exception
     logins = team.audit.entries(ROOT, action="login", user=ANA.user)
     assert len(logins) == 1 and logins[0].detail["admin"] is False
