@@ -78,11 +78,10 @@ def server_metadata_url(issuer: str) -> str:
 
 
 def provider_label(settings: Settings) -> str:
-    """What the login button names: ``ORCHARD_OIDC_PROVIDER_NAME`` if the settings have it, else
-    the issuer's host (``login.example.org``)."""
-    named = getattr(settings, "oidc_provider_name", None)
-    if named:
-        return str(named)
+    """What the login button names: ``ORCHARD_OIDC_PROVIDER_NAME``, else the issuer's host
+    (``login.example.org``)."""
+    if settings.oidc_provider_name:
+        return settings.oidc_provider_name
     parts = urlsplit(settings.oidc_issuer or "")
     return parts.netloc or (settings.oidc_issuer or "your organisation")
 
